@@ -1,0 +1,34 @@
+# One entry point for people and CI: `make run` serves, `make test` tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install lint test test-all bench-claim run clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check scheduler api tests
+	$(BIN)/mypy --strict scheduler api tests
+	$(BIN)/lint-imports
+
+test: install
+	$(BIN)/pytest -q
+
+test-all: install
+	$(BIN)/pytest -q -m ''
+
+bench-claim: install
+	$(BIN)/pytest -q -s -m load tests/load/test_claim_depth.py
+
+run: install
+	$(BIN)/leasehold serve --with-reaper
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist

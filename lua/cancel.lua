@@ -1,0 +1,42 @@
+--[[
+  cancel: move a queued or running job to cancelled; a running job's lease learns it on heartbeat.
+
+  KEYS[1]  meta     HASH   (prefix of the job key)
+  KEYS[2]  leases   ZSET   member = job id, score = lease deadline (ms)
+  KEYS[3]  delayed  ZSET   member = job id, score = due time (ms)
+  KEYS[4]  done     ZSET   member = job id, score = purge time (ms)
+  KEYS[5]  stats    HASH   lifecycle counters
+  KEYS[6]  events   STREAM state transitions
+
+  ARGV[1]  now_ms        integer, or "" for Redis TIME
+  ARGV[2]  events_maxlen integer > 0
+  ARGV[3]  job_id        string
+
+  Returns  {"OK", previous_status}
+           {"NOT_FOUND"} | {"JOB_FINISHED", status}
+  Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
+  Writes   HSET job:<id>; ZREM ready:<lsid> | delayed | leases; ZADD done; stats; events
+  Cost     O(log N)
+]]
+-- @include base
+-- @include finish
+
+local P = prefix_of(KEYS[1])
+local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
+local job_id = ARGV[3]
+
+local job_key = P .. "job:" .. job_id
+local status = redis.call("HGET", job_key, "status")
+if not status then return {"NOT_FOUND"} end
+if status ~= "queued" and status ~= "running" then return {"JOB_FINISHED", status} end
+
+if status == "running" then
+  redis.call("HSET", job_key, "lease_state", "cancelled")
+  finish(ctx, job_key, job_id, "cancelled", status)
+  redis.call("ZREM", KEYS[2], job_id)
+else
+  finish(ctx, job_key, job_id, "cancelled", status)
+  unplace(ctx, job_key, job_id)
+  redis.call("HDEL", job_key, "waiting_deps")
+end
+return {"OK", status}

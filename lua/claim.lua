@@ -1,0 +1,121 @@
+--[[
+  claim: lease up to max_jobs of the best ready jobs whose required labels the worker has.
+
+  KEYS[1]  meta       HASH   paused, max_running, rate_limit, rate_per_ms, seq
+  KEYS[2]  labelsets  HASH   field = label-set id, value = JSON array of labels
+  KEYS[3]  delayed    ZSET   member = job id, score = due time (ms)
+  KEYS[4]  leases     ZSET   member = job id, score = lease deadline (ms)
+  KEYS[5]  stats      HASH   lifecycle counters
+  KEYS[6]  events     STREAM state transitions
+  KEYS[7]  rate       STRING claims in the current rate-limit window
+
+  ARGV[1]  now_ms        integer, or "" for Redis TIME
+  ARGV[2]  events_maxlen integer > 0
+  ARGV[3]  worker_id     string
+  ARGV[4]  worker_labels string, JSON array of the worker's labels
+  ARGV[5]  lease_ttl_ms  integer > 0, or "" for the job's own lease_ttl_ms
+  ARGV[6]  promote_batch integer > 0, due delayed jobs promoted first
+  ARGV[7..] lease tokens, one random string per job wanted (their count is max_jobs)
+
+  Returns  {"OK", {job fields...}, ...}   one flat HGETALL array per leased job (possibly none)
+           {"EMPTY", next_due_ms}         nothing claimable; next_due_ms = "" when nothing is delayed
+           {"PAUSED"} | {"FULL"} | {"RATE_LIMITED", retry_after_ms}
+  Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
+  Writes   ZREM ready:<lsid>; ZADD leases; HSET job:<id>; stats; events; promotes delayed jobs
+  Cost     O(L + max_jobs * log N), L = number of distinct label sets with ready jobs
+]]
+-- @include base
+
+local P = prefix_of(KEYS[1])
+local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
+local worker_id = ARGV[3]
+local worker_labels = cjson.decode(ARGV[4])
+local lease_ttl_arg = ARGV[5]
+if lease_ttl_arg ~= "" then num(lease_ttl_arg, "lease_ttl_ms") end
+local promote_batch = num(ARGV[6], "promote_batch")
+local wanted = #ARGV - 6
+
+promote(ctx, promote_batch)
+
+local meta = redis.call("HMGET", P .. "meta", "paused", "max_running", "rate_limit", "rate_per_ms")
+if meta[1] == "1" then return {"PAUSED"} end
+local max_running = tonumber(meta[2]) or 0
+if max_running > 0 then
+  wanted = math.min(wanted, max_running - redis.call("ZCARD", P .. "leases"))
+  if wanted <= 0 then return {"FULL"} end
+end
+local rate_limit = tonumber(meta[3]) or 0
+if rate_limit > 0 then
+  wanted = math.min(wanted, rate_limit - (tonumber(redis.call("GET", KEYS[7])) or 0))
+  if wanted <= 0 then return {"RATE_LIMITED", math.max(redis.call("PTTL", KEYS[7]), 1)} end
+end
+
+local have = {}
+for _, label in ipairs(worker_labels) do have[label] = true end
+
+-- The head (lowest priority, then oldest) of every label set the worker satisfies.
+local heads = {}
+local sets = redis.call("HGETALL", P .. "labelsets")
+for i = 1, #sets, 2 do
+  local ok = true
+  for _, label in ipairs(cjson.decode(sets[i + 1])) do
+    if not have[label] then ok = false break end
+  end
+  if ok then heads[#heads + 1] = {key = P .. "ready:" .. sets[i], lsid = sets[i]} end
+end
+
+local function refresh(head)
+  local top = redis.call("ZRANGE", head.key, 0, 0, "WITHSCORES")
+  if top[1] then
+    head.member, head.score = top[1], tonumber(top[2])
+  else
+    head.member = nil
+    redis.call("HDEL", P .. "labelsets", head.lsid)
+  end
+end
+for _, head in ipairs(heads) do refresh(head) end
+
+local reply = {"OK"}
+for n = 1, wanted do
+  local best = nil
+  for _, head in ipairs(heads) do
+    if head.member and (best == nil or head.score < best.score
+        or (head.score == best.score and head.member < best.member)) then
+      best = head
+    end
+  end
+  if best == nil then break end
+  local id = string.sub(best.member, 18)
+  local job_key = P .. "job:" .. id
+  local f = redis.call("HMGET", job_key, "lease_ttl_ms", "timeout_ms", "attempt", "workflow_id")
+  local ttl = tonumber(lease_ttl_arg) or tonumber(f[1]) or 30000
+  local expires = ctx.now + ttl
+  local timeout_at = 0
+  if (tonumber(f[2]) or 0) > 0 then timeout_at = ctx.now + tonumber(f[2]) end
+  local deadline = expires
+  if timeout_at > 0 and timeout_at < deadline then deadline = timeout_at end
+  local lease_id = id .. "." .. ARGV[6 + n]
+  redis.call("ZADD", P .. "leases", deadline, id)
+  redis.call("ZREM", best.key, best.member)
+  redis.call("HSET", job_key, "status", "running", "lease_id", lease_id, "worker_id", worker_id,
+    "lease_state", "active", "lease_ttl_cur_ms", ttl, "lease_granted_at_ms", ctx.now,
+    "lease_expires_at_ms", deadline, "started_at_ms", ctx.now, "timeout_at_ms", timeout_at,
+    "progress", "", "progress_message", "")
+  redis.call("HDEL", job_key, "waiting_deps")
+  redis.call("HINCRBY", P .. "stats", "claimed", 1)
+  emit(ctx, id, "queued", "running", f[3], lease_id, f[4])
+  reply[#reply + 1] = redis.call("HGETALL", job_key)
+  refresh(best)
+end
+
+local claimed = #reply - 1
+if claimed > 0 then
+  if rate_limit > 0 then
+    if redis.call("INCRBY", KEYS[7], claimed) == claimed then
+      redis.call("PEXPIRE", KEYS[7], tonumber(meta[4]) or 1000)
+    end
+  end
+  return reply
+end
+local next_due = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
+return {"EMPTY", next_due[2] or ""}

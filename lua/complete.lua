@@ -1,0 +1,39 @@
+--[[
+  complete: finish the caller's lease with success and store the job's outputs.
+
+  KEYS[1]  meta     HASH   (prefix of the job key)
+  KEYS[2]  leases   ZSET   member = job id, score = lease deadline (ms)
+  KEYS[3]  done     ZSET   member = job id, score = purge time (ms)
+  KEYS[4]  stats    HASH   lifecycle counters
+  KEYS[5]  events   STREAM state transitions
+
+  ARGV[1]  now_ms        integer, or "" for Redis TIME
+  ARGV[2]  events_maxlen integer > 0
+  ARGV[3]  job_id        string
+  ARGV[4]  lease_id      string
+  ARGV[5]  worker_id     string, "" to skip the ownership check
+  ARGV[6]  outputs       string, JSON object
+
+  Returns  {"OK"}
+           {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
+           | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
+  Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
+  Writes   HSET job:<id> status, outputs, lease_state; ZREM leases; ZADD done; stats; events
+  Cost     O(log N)
+]]
+-- @include base
+-- @include finish
+-- @include fence
+
+local P = prefix_of(KEYS[1])
+local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
+local job_id, lease_id, worker_id, outputs = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+local job_key = P .. "job:" .. job_id
+local verdict = fence(ctx, job_key, lease_id, worker_id)
+if verdict ~= "OK" then return {verdict} end
+
+redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
+finish(ctx, job_key, job_id, "success", "running")
+redis.call("ZREM", KEYS[2], job_id)
+return {"OK"}

@@ -1,0 +1,87 @@
+--[[
+  enqueue: store one or many new jobs atomically, placing each as ready, delayed or waiting.
+
+  KEYS[1]  meta       HASH   queue settings and the "seq" counter
+  KEYS[2]  labelsets  HASH   field = label-set id, value = JSON array of labels
+  KEYS[3]  delayed    ZSET   member = job id, score = due time (ms)
+  KEYS[4]  index      ZSET   member = job id, score = enqueue sequence (listing order)
+  KEYS[5]  stats      HASH   lifecycle counters
+  KEYS[6]  events     STREAM state transitions
+
+  ARGV[1]  now_ms        integer, or "" for Redis TIME
+  ARGV[2]  events_maxlen integer > 0
+  ARGV[3]  count         integer 1..1000, the number of jobs that follow
+  then per job, in order:
+           id            string, the job id (unique; refused if it exists)
+           lsid          string, id of the job's required-label set
+           labels        string, JSON array of the required labels
+           priority      integer 0..1000
+           run_at_ms     integer, absolute earliest claim time (0 = none)
+           delay_ms      integer, earliest claim time relative to now (0 = none); the later wins
+           unique_key    string, "" = no dedup
+           placement     "ready" or "waiting" (waits on workflow dependencies)
+           nfields       integer, then nfields (field, value) pairs stored verbatim
+
+  Returns  {"OK", now_ms, id_1, dedup_1, id_2, dedup_2, ...}  dedup = 1 when unique_key matched a
+           live job, whose id is returned instead
+  Errors   {"ID_EXISTS", id} before any write; error "BAD_ARG <name>" for malformed ARGV
+  Writes   HSET job:<id>; ZADD ready:<lsid> or delayed; ZADD index; SET unique:<key>; stats; events
+  Cost     O(count * (fields + log N))
+]]
+-- @include base
+
+local P = prefix_of(KEYS[1])
+local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
+local count = num(ARGV[3], "count")
+
+local jobs = {}
+local pos = 4
+for i = 1, count do
+  local job = {id = ARGV[pos], lsid = ARGV[pos + 1], labels = ARGV[pos + 2],
+    priority = num(ARGV[pos + 3], "priority"),
+    run_at = math.max(num(ARGV[pos + 4], "run_at_ms"), ctx.now + num(ARGV[pos + 5], "delay_ms")),
+    unique_key = ARGV[pos + 6], placement = ARGV[pos + 7]}
+  local nfields = num(ARGV[pos + 8], "nfields")
+  job.fields = {}
+  for j = 1, nfields * 2 do job.fields[j] = ARGV[pos + 8 + j] end
+  pos = pos + 9 + nfields * 2
+  if job.placement ~= "ready" and job.placement ~= "waiting" then error("BAD_ARG placement") end
+  if redis.call("EXISTS", P .. "job:" .. job.id) == 1 then return {"ID_EXISTS", job.id} end
+  jobs[i] = job
+end
+
+local reply = {"OK", ctx.now}
+for _, job in ipairs(jobs) do
+  local existing = false
+  local unique_key = P .. "unique:" .. job.unique_key
+  if job.unique_key ~= "" then
+    existing = redis.call("GET", unique_key)
+    if existing and redis.call("EXISTS", P .. "job:" .. existing) == 0 then existing = false end
+  end
+  if existing then
+    reply[#reply + 1] = existing
+    reply[#reply + 1] = 1
+  else
+    local job_key = P .. "job:" .. job.id
+    local seq = redis.call("HINCRBY", P .. "meta", "seq", 1)
+    redis.call("HSET", job_key, unpack(job.fields))
+    redis.call("HSET", job_key, "id", job.id, "lsid", job.lsid, "labels", job.labels,
+      "priority", job.priority, "unique_key", job.unique_key, "status", "queued", "attempt", 0,
+      "seq", seq, "enqueued_at_ms", ctx.now, "delayed_until_ms", 0)
+    if job.placement == "waiting" then
+      redis.call("HSET", job_key, "waiting_deps", 1)
+    elseif job.run_at > ctx.now then
+      redis.call("HSET", job_key, "delayed_until_ms", job.run_at)
+      redis.call("ZADD", P .. "delayed", job.run_at, job.id)
+    else
+      place_ready(ctx, job_key, job.id, false)
+    end
+    redis.call("ZADD", P .. "index", seq, job.id)
+    if job.unique_key ~= "" then redis.call("SET", unique_key, job.id) end
+    redis.call("HINCRBY", P .. "stats", "submitted", 1)
+    emit(ctx, job.id, "", "queued", 0, "", redis.call("HGET", job_key, "workflow_id"))
+    reply[#reply + 1] = job.id
+    reply[#reply + 1] = 0
+  end
+end
+return reply

@@ -1,0 +1,59 @@
+-- base: the clock seam, argument checks, events and ready-queue placement shared by every script.
+-- Every script that includes this file defines P, the queue's key prefix "<ns>{<queue>}:"-style,
+-- taken from KEYS[1] (the queue's meta key), so derived keys keep the declared hash tag.
+
+local function num(value, name)
+  local n = tonumber(value)
+  if n == nil then error("BAD_ARG " .. name) end
+  return n
+end
+
+local function clock(value)
+  if value ~= nil and value ~= "" then return num(value, "now_ms") end
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function prefix_of(meta_key)
+  return string.sub(meta_key, 1, #meta_key - 4)
+end
+
+-- Appends one state transition to the queue's capped audit stream.
+local function emit(ctx, id, from, to, attempt, lease_id, workflow_id)
+  redis.call("XADD", ctx.P .. "events", "MAXLEN", "~", ctx.maxlen, "*",
+    "job", id, "from", from, "to", to, "attempt", attempt or 0,
+    "lease", lease_id or "", "workflow", workflow_id or "", "t", ctx.now)
+end
+
+local function ready_member(seq, id)
+  return string.format("%016d", tonumber(seq)) .. "|" .. id
+end
+
+-- Puts a job in the ready set of its label set; a fresh sequence sends it to the back of its priority.
+local function place_ready(ctx, job_key, id, fresh_seq)
+  local f = redis.call("HMGET", job_key, "lsid", "labels", "priority", "seq")
+  local seq = f[4]
+  if fresh_seq then
+    seq = redis.call("HINCRBY", ctx.P .. "meta", "seq", 1)
+    redis.call("HSET", job_key, "seq", seq)
+  end
+  redis.call("HSET", ctx.P .. "labelsets", f[1], f[2])
+  redis.call("ZADD", ctx.P .. "ready:" .. f[1], tonumber(f[3]), ready_member(seq, id))
+end
+
+-- Removes a queued job from whichever waiting set holds it (ready, delayed, or none while it waits on deps).
+local function unplace(ctx, job_key, id)
+  if redis.call("ZREM", ctx.P .. "delayed", id) == 1 then return end
+  local f = redis.call("HMGET", job_key, "lsid", "seq")
+  if f[1] and f[2] then redis.call("ZREM", ctx.P .. "ready:" .. f[1], ready_member(f[2], id)) end
+end
+
+-- Moves due delayed jobs (retry backoff, run_at) into their ready sets; bounded by `batch`.
+local function promote(ctx, batch)
+  local due = redis.call("ZRANGEBYSCORE", ctx.P .. "delayed", "-inf", ctx.now, "LIMIT", 0, batch)
+  for _, id in ipairs(due) do
+    place_ready(ctx, ctx.P .. "job:" .. id, id, false)
+    redis.call("ZREM", ctx.P .. "delayed", id)
+  end
+  return #due
+end

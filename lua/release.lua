@@ -1,0 +1,38 @@
+--[[
+  release: hand the caller's job back to its place in the queue without consuming an attempt.
+
+  KEYS[1]  meta       HASH   (prefix of the job key)
+  KEYS[2]  leases     ZSET   member = job id, score = lease deadline (ms)
+  KEYS[3]  labelsets  HASH   field = label-set id, value = JSON array of labels
+  KEYS[4]  events     STREAM state transitions
+
+  ARGV[1]  now_ms        integer, or "" for Redis TIME
+  ARGV[2]  events_maxlen integer > 0
+  ARGV[3]  job_id        string
+  ARGV[4]  lease_id      string
+  ARGV[5]  worker_id     string, "" to skip the ownership check
+
+  Returns  {"OK"}
+           {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
+           | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
+  Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
+  Writes   HSET job:<id> status, lease_state; ZADD ready:<lsid>; ZREM leases; events
+  Cost     O(log N)
+]]
+-- @include base
+-- @include fence
+
+local P = prefix_of(KEYS[1])
+local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
+local job_id, lease_id, worker_id = ARGV[3], ARGV[4], ARGV[5]
+
+local job_key = P .. "job:" .. job_id
+local verdict = fence(ctx, job_key, lease_id, worker_id)
+if verdict ~= "OK" then return {verdict} end
+
+redis.call("HSET", job_key, "status", "queued", "lease_state", "released")
+place_ready(ctx, job_key, job_id, false)
+redis.call("ZREM", KEYS[2], job_id)
+local f = redis.call("HMGET", job_key, "attempt", "workflow_id")
+emit(ctx, job_id, "running", "queued", f[1], lease_id, f[2])
+return {"OK"}

@@ -1,0 +1,345 @@
+"""``Scheduler``: the use cases the API calls (submit, claim, lease calls, cancel, queues)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import cast
+
+from pydantic import JsonValue
+from redis.asyncio import Redis
+
+from scheduler import codec, errors
+from scheduler.config import Settings
+from scheduler.keys import (
+    Keyspace,
+    QueueKeys,
+    job_of_lease,
+    label_set_id,
+    new_job_id,
+    new_token,
+    queue_of_job,
+)
+from scheduler.models import (
+    Claim,
+    FailOutcome,
+    Heartbeat,
+    Job,
+    JobSpec,
+    JobStatus,
+    Lease,
+    QueueLimits,
+    QueueStats,
+    RateLimit,
+    Submitted,
+)
+from scheduler.scripts import Reply, Scripts, raise_for
+
+MAX_CLAIM = 100
+MAX_BULK = 1000
+_NO_JOB = "no such job"
+
+
+@dataclass
+class ClaimBatch:
+    """Jobs leased by one claim call, and when to look again if there were none."""
+
+    claims: list[Claim] = field(default_factory=list)
+    next_due_ms: int | None = None
+
+
+class Scheduler:
+    """Every state change goes through one Lua script in one round trip (SPEC §5)."""
+
+    def __init__(self, redis: Redis, settings: Settings | None = None) -> None:
+        self.redis = redis
+        self.settings = settings or Settings()
+        self.keys = Keyspace(self.settings.namespace)
+        self.scripts = Scripts(redis, self.settings.events_maxlen)
+        self._known_queues: set[str] = set()
+
+    async def start(self) -> None:
+        await self.scripts.load()
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        return self.keys.queue(queue)
+
+    # -- producers -----------------------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec, now_ms: int | None = None) -> Submitted:
+        return (await self.submit_bulk([spec], now_ms))[0]
+
+    async def submit_bulk(self, specs: list[JobSpec], now_ms: int | None = None) -> list[Submitted]:
+        """Stores all jobs or none; one request's jobs share a queue so the write is atomic."""
+        if not specs:
+            return []
+        if len(specs) > MAX_BULK:
+            raise errors.InvalidArgument(f"at most {MAX_BULK} jobs per request")
+        queues = {spec.queue for spec in specs}
+        if len(queues) > 1:
+            raise errors.InvalidArgument("all jobs of one bulk request must share a queue")
+        queue = specs[0].queue
+        await self._remember_queue(queue)
+        encoded = [self._encode(spec, new_job_id(queue)) for spec in specs]
+        reply = await self.scripts.enqueue(self.queue_keys(queue), encoded, now_ms)
+        raise_for(reply)
+        now = int(reply[1])
+        results: list[Submitted] = []
+        for spec, job_args, (job_id, dedup) in zip(
+            specs, encoded, zip(reply[2::2], reply[3::2], strict=True), strict=True
+        ):
+            if int(dedup):
+                results.append(Submitted(job=await self.get(job_id), deduplicated=True))
+            else:
+                job = self._fresh_job(spec, job_args, now)
+                results.append(Submitted(job=job, deduplicated=False))
+        return results
+
+    def _encode(self, spec: JobSpec, job_id: str) -> list[str]:
+        labels = sorted(set(spec.required_labels))
+        delay_ms = codec.ms(spec.delay_secs) if spec.delay_secs else 0
+        default_ttl = codec.ms(self.settings.result_ttl_secs)
+        pairs = [item for kv in codec.spec_fields(spec, job_id, default_ttl).items() for item in kv]
+        return [job_id, label_set_id(labels), codec.dumps(labels), str(spec.priority),
+                str(spec.run_at_ms or 0), str(delay_ms), spec.unique_key or "", "ready", *pairs]
+
+    @staticmethod
+    def _fresh_job(spec: JobSpec, job_args: list[str], now: int) -> Job:
+        """The stored job, rebuilt from what was sent, without a second round trip."""
+        record = codec.pairs(job_args[8:])
+        due = max(spec.run_at_ms or 0, now + int(job_args[5]))
+        record.update(id=job_args[0], labels=job_args[2], priority=job_args[3],
+                      unique_key=job_args[6], status="queued", attempt="0",
+                      enqueued_at_ms=str(now), delayed_until_ms=str(due if due > now else 0))
+        return codec.job_from_record(record)
+
+    async def _remember_queue(self, queue: str) -> None:
+        if queue not in self._known_queues:
+            await self.redis.sadd(self.keys.queues, queue)
+            self._known_queues.add(queue)
+
+    async def get(self, job_id: str) -> Job:
+        queue = queue_of_job(job_id)
+        if queue is None:
+            raise errors.JobNotFound(_NO_JOB, job_id=job_id)
+        record = await self._hgetall(self.queue_keys(queue).job(job_id))
+        if not record:
+            raise errors.JobNotFound(_NO_JOB, job_id=job_id)
+        return codec.job_from_record(record)
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        return cast(dict[str, str], await self.redis.hgetall(key))
+
+    async def cancel(self, job_id: str, now_ms: int | None = None) -> JobStatus:
+        """Cancels a queued or running job; returns the status it had."""
+        queue = self._queue_or_404(job_id)
+        reply = await self.scripts.cancel(self.queue_keys(queue), job_id, now_ms)
+        raise_for(reply, job_id=job_id)
+        return JobStatus(reply[1])
+
+    async def retry(self, job_id: str, now_ms: int | None = None) -> JobStatus:
+        """Sends a failed or cancelled job back to the queue with a fresh attempt budget."""
+        queue = self._queue_or_404(job_id)
+        reply = await self.scripts.retry(self.queue_keys(queue), job_id, now_ms)
+        raise_for(reply, job_id=job_id)
+        return JobStatus(reply[1])
+
+    @staticmethod
+    def _queue_or_404(job_id: str) -> str:
+        queue = queue_of_job(job_id)
+        if queue is None:
+            raise errors.JobNotFound(_NO_JOB, job_id=job_id)
+        return queue
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        labels: list[str],
+        queues: list[str] | None = None,
+        lease_ttl_secs: float | None = None,
+        max_jobs: int = 1,
+        now_ms: int | None = None,
+    ) -> ClaimBatch:
+        """Leases up to ``max_jobs`` jobs, trying ``queues`` in order (one script per queue)."""
+        if not 1 <= max_jobs <= MAX_CLAIM:
+            raise errors.InvalidArgument(f"max_jobs must be 1..{MAX_CLAIM}")
+        labels_json = codec.dumps(sorted(set(labels)))
+        ttl_ms = codec.ms(lease_ttl_secs) if lease_ttl_secs is not None else None
+        batch = ClaimBatch()
+        for queue in queues or ["default"]:
+            wanted = max_jobs - len(batch.claims)
+            if wanted <= 0:
+                break
+            tokens = [new_token() for _ in range(wanted)]
+            reply = await self.scripts.claim(self.queue_keys(queue), worker_id, labels_json,
+                                             ttl_ms, tokens, self.settings.reap_batch, now_ms)
+            self._read_claim(reply, batch)
+        return batch
+
+    @staticmethod
+    def _read_claim(reply: Reply, batch: ClaimBatch) -> None:
+        status = reply[0]
+        if status == "OK":
+            for flat in reply[1:]:
+                record = codec.pairs(flat)
+                batch.claims.append(Claim(job=codec.job_from_record(record),
+                                          lease=codec.lease_from_record(record)))
+            return
+        due: int | None = None
+        if status == "EMPTY" and reply[1] != "":
+            due = int(reply[1])
+        elif status == "RATE_LIMITED":
+            due = -int(reply[1])  # relative: the window ends in this many ms
+        if due is not None and (batch.next_due_ms is None or due < batch.next_due_ms):
+            batch.next_due_ms = due
+
+    async def heartbeat(
+        self,
+        lease_id: str,
+        worker_id: str = "",
+        lease_ttl_secs: float | None = None,
+        progress: int | None = None,
+        message: str | None = None,
+        now_ms: int | None = None,
+    ) -> Heartbeat:
+        job_id, q = self._lease_target(lease_id)
+        ttl_ms = codec.ms(lease_ttl_secs) if lease_ttl_secs is not None else None
+        reply = await self.scripts.heartbeat(q, job_id, lease_id, worker_id, ttl_ms, progress,
+                                             message, now_ms)
+        raise_for(reply, lease_id=lease_id)
+        _, expires, ttl, granted, attempt, cancelled, owner, name, workflow_id = reply
+        return Heartbeat(
+            lease=Lease(lease_id=lease_id, job_id=name or job_id, workflow_id=workflow_id or None,
+                        worker_id=owner or "",
+                        ttl_secs=codec.secs(int(ttl)), granted_at_ms=int(granted),
+                        expires_at_ms=int(expires), attempt=int(attempt)),
+            cancelled=bool(int(cancelled)),
+        )
+
+    async def complete(
+        self,
+        lease_id: str,
+        worker_id: str = "",
+        outputs: dict[str, JsonValue] | None = None,
+        now_ms: int | None = None,
+    ) -> None:
+        job_id, q = self._lease_target(lease_id)
+        reply = await self.scripts.complete(q, job_id, lease_id, worker_id,
+                                            codec.dumps(outputs or {}), now_ms)
+        raise_for(reply, lease_id=lease_id)
+
+    async def fail(
+        self,
+        lease_id: str,
+        error: str,
+        worker_id: str = "",
+        retryable: bool = False,
+        now_ms: int | None = None,
+    ) -> FailOutcome:
+        job_id, q = self._lease_target(lease_id)
+        reply = await self.scripts.fail(q, job_id, lease_id, worker_id, error, retryable, now_ms)
+        raise_for(reply, lease_id=lease_id)
+        if reply[0] == "RETRY":
+            return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]))
+        return FailOutcome(will_retry=False)
+
+    async def release(self, lease_id: str, worker_id: str = "", now_ms: int | None = None) -> None:
+        job_id, q = self._lease_target(lease_id)
+        reply = await self.scripts.release(q, job_id, lease_id, worker_id, now_ms)
+        raise_for(reply, lease_id=lease_id)
+
+    def _lease_target(self, lease_id: str) -> tuple[str, QueueKeys]:
+        job_id = job_of_lease(lease_id)
+        if job_id is None:
+            raise errors.LeaseNotFound("no such lease", lease_id=lease_id)
+        queue = queue_of_job(job_id)
+        assert queue is not None
+        return job_id, self.queue_keys(queue)
+
+    # -- queues --------------------------------------------------------------------------------
+
+    async def queues(self) -> list[str]:
+        names = cast(set[str], await self.redis.smembers(self.keys.queues))
+        return sorted(names)
+
+    async def set_queue(self, queue: str, limits: QueueLimits) -> QueueStats:
+        q = self.queue_keys(queue)
+        await self._remember_queue(queue)
+        fields: dict[str, str] = {}
+        if limits.paused is not None:
+            fields["paused"] = "1" if limits.paused else "0"
+        if limits.max_running is not None:
+            fields["max_running"] = str(limits.max_running)
+        if limits.rate_limit is not None:
+            fields["rate_limit"] = str(limits.rate_limit.limit)
+            fields["rate_per_ms"] = str(codec.ms(limits.rate_limit.per_secs))
+        if fields:
+            await self.redis.hset(q.meta, items=[x for kv in fields.items() for x in kv])
+        return await self.queue_stats(queue)
+
+    async def counters(self, queue: str) -> dict[str, int]:
+        """Lifecycle counters the scripts keep: submitted, claimed, finished:<status>, ..."""
+        raw = await self._hgetall(self.queue_keys(queue).stats)
+        return {name: int(value) for name, value in raw.items()}
+
+    async def queue_stats(self, queue: str, now_ms: int | None = None) -> QueueStats:
+        q = self.queue_keys(queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(q.meta)
+            pipe.hkeys(q.labelsets)
+            pipe.zcard(q.delayed)
+            pipe.zcard(q.leases)
+            pipe.hgetall(q.stats)
+            pipe.time()
+            meta, lsids, scheduled, running, stats, (sec, usec) = await pipe.execute()
+        now = now_ms if now_ms is not None else int(sec) * 1000 + int(usec) // 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lsid in lsids:
+                pipe.zcard(q.ready(lsid))
+                pipe.zrange(q.ready(lsid), 0, 0)
+            replies = await pipe.execute()
+        heads = [member[0].split("|", 1)[1] for member in replies[1::2] if member]
+        oldest = await self._oldest_enqueued(q, heads)
+        counters = {name: int(value) for name, value in stats.items()}
+        rate = int(meta.get("rate_limit", "0"))
+        max_running = int(meta.get("max_running", "0"))
+        return QueueStats(
+            queue=queue,
+            ready=sum(replies[0::2]),
+            scheduled=scheduled,
+            waiting_deps=counters.get("count:waiting", 0),
+            running=running,
+            failure=counters.get("count:failure", 0),
+            success=counters.get("count:success", 0),
+            cancelled=counters.get("count:cancelled", 0),
+            paused=meta.get("paused") == "1",
+            max_running=max_running or None,
+            rate_limit=RateLimit(limit=rate, per_secs=codec.secs(int(meta["rate_per_ms"])))
+            if rate else None,
+            oldest_ready_age_secs=codec.secs(max(0, now - oldest)) if oldest is not None else None,
+            counters={k: v for k, v in counters.items() if not k.startswith("count:")},
+        )
+
+    async def _oldest_enqueued(self, q: QueueKeys, job_ids: list[str]) -> int | None:
+        if not job_ids:
+            return None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(q.job(job_id), "enqueued_at_ms")
+            stamps = [int(s) for s in await pipe.execute() if s]
+        return min(stamps) if stamps else None
+
+    async def events(self, queue: str, after: str = "-", count: int = 1000) -> list[dict[str, str]]:
+        """State transitions of a queue from its audit stream, oldest first."""
+        start = after if after == "-" else f"({after}"
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrange(self.queue_keys(queue).events, start, "+", count=count),
+        )
+        return [{"id": entry_id, **fields} for entry_id, fields in entries]
+
+    async def raw_record(self, job_id: str) -> dict[str, str]:
+        """The stored hash of a job, for tests and diagnostics."""
+        queue = self._queue_or_404(job_id)
+        return await self._hgetall(self.queue_keys(queue).job(job_id))

@@ -1,0 +1,70 @@
+"""One hierarchy of domain errors; the API maps each ``code`` to an HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """Base of every error the scheduler raises on purpose."""
+
+    code = "scheduler_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidArgument(SchedulerError):
+    code = "invalid_argument"
+
+
+class JobNotFound(SchedulerError):
+    code = "job_not_found"
+
+
+class InvalidState(SchedulerError):
+    """The job is in a status that does not allow the operation (retry of a running job, ...)."""
+
+    code = "invalid_state"
+
+
+class JobAlreadyExists(SchedulerError):
+    code = "job_exists"
+
+
+class LeaseLost(SchedulerError):
+    """The lease can no longer act on its job; ``code`` says why (SPEC §3 409 codes)."""
+
+    code = "lease_lost"
+
+
+class LeaseExpired(LeaseLost):
+    code = "lease_expired"
+
+
+class LeaseNotFound(LeaseLost):
+    code = "lease_not_found"
+
+
+class LeaseSuperseded(LeaseLost):
+    code = "lease_superseded"
+
+
+class JobCancelled(LeaseLost):
+    code = "job_cancelled"
+
+
+class JobFinished(LeaseLost):
+    code = "job_finished"
+
+
+class NotLeaseOwner(SchedulerError):
+    """A worker called with a lease that another worker holds."""
+
+    code = "not_lease_owner"
+
+
+class ScriptContractError(SchedulerError):
+    """A script replied with a shape the wrapper does not know: a bug, never user error."""
+
+    code = "internal_error"

@@ -1,0 +1,201 @@
+"""Typed shapes of jobs, leases and policies in their wire form (seconds, seed 003 names)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from scheduler.keys import QUEUE_NAME
+
+QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern, examples=["default"])]
+Label = Annotated[str, Field(min_length=1, max_length=128)]
+MAX_SECS = 366 * 86400
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FixedParams(Strict):
+    delay_secs: float = Field(ge=0, le=MAX_SECS)
+
+
+class ExponentialParams(Strict):
+    base_secs: float = Field(gt=0, le=MAX_SECS)
+    max_secs: float = Field(gt=0, le=MAX_SECS)
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> ExponentialParams:
+        if self.max_secs < self.base_secs:
+            raise ValueError("max_secs must be >= base_secs")
+        return self
+
+
+class FixedBackoff(Strict):
+    Fixed: FixedParams
+
+
+class ExponentialBackoff(Strict):
+    Exponential: ExponentialParams
+
+
+Backoff = Literal["None"] | FixedBackoff | ExponentialBackoff
+
+
+class RetryPolicy(Strict):
+    """How many times a job is retried and how long each retry waits (SPEC §5 Retries)."""
+
+    max_retries: int = Field(default=0, ge=0, le=1000)
+    backoff: Backoff = "None"
+    jitter: float = Field(default=0.0, ge=0, le=1, description="Fraction of the delay to randomize")
+
+
+class JobSpec(Strict):
+    """What a producer submits. Server-owned fields (status, attempt, ...) are refused."""
+
+    queue: QueueName = "default"
+    command: str | None = Field(default=None, max_length=1_000_000)
+    payload: JsonValue = None
+    required_labels: list[Label] = Field(default_factory=list, max_length=64)
+    priority: int = Field(default=100, ge=0, le=1000, description="Lower is claimed first")
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
+    timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
+    run_at_ms: int | None = Field(default=None, ge=0)
+    delay_secs: float | None = Field(default=None, ge=0, le=MAX_SECS)
+    unique_key: str | None = Field(default=None, min_length=1, max_length=512)
+    unique_ttl_secs: float = Field(default=0, ge=0, le=MAX_SECS)
+    result_ttl_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> JobSpec:
+        if self.run_at_ms is not None and self.delay_secs is not None:
+            raise ValueError("give run_at_ms or delay_secs, not both")
+        return self
+
+
+class Job(BaseModel):
+    """A job as stored, returned by reads and claims."""
+
+    id: str
+    job_id: str
+    workflow_id: str | None = None
+    queue: str
+    command: str | None = None
+    payload: JsonValue = None
+    required_labels: list[str] = Field(default_factory=list)
+    priority: int = 100
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    lease_ttl_secs: float | None = None
+    timeout_secs: float | None = None
+    unique_key: str | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    status: JobStatus
+    attempt: int = 0
+    outputs: dict[str, JsonValue] | None = None
+    upstream_outputs: dict[str, JsonValue] = Field(default_factory=dict)
+    error: str | None = None
+    progress: int | None = None
+    progress_message: str | None = None
+    worker_id: str | None = None
+    enqueued_at_ms: int
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    delayed_until_ms: int = 0
+
+
+class Lease(BaseModel):
+    """The right to act on one job until ``expires_at_ms``; ``lease_id`` is the fencing token."""
+
+    lease_id: str
+    job_id: str
+    workflow_id: str | None = None
+    worker_id: str
+    ttl_secs: float
+    granted_at_ms: int
+    expires_at_ms: int
+    attempt: int
+
+
+class Claim(BaseModel):
+    job: Job
+    lease: Lease
+
+
+class Heartbeat(BaseModel):
+    lease: Lease
+    cancelled: bool
+
+
+class FailOutcome(BaseModel):
+    will_retry: bool
+    retry_at_ms: int | None = None
+
+
+class Submitted(BaseModel):
+    job: Job
+    deduplicated: bool
+
+
+class ReapReport(BaseModel):
+    expired: int = 0
+    promoted: int = 0
+    purged: int = 0
+
+    def add(self, other: ReapReport) -> None:
+        self.expired += other.expired
+        self.promoted += other.promoted
+        self.purged += other.purged
+
+
+class QueueLimits(Strict):
+    """Settings of one queue an operator may change."""
+
+    paused: bool | None = None
+    max_running: int | None = Field(default=None, ge=0, le=1_000_000)
+    rate_limit: RateLimit | None = None
+
+
+class RateLimit(Strict):
+    limit: int = Field(ge=0, le=1_000_000, description="0 removes the limit")
+    per_secs: float = Field(gt=0, le=86400)
+
+
+QueueLimits.model_rebuild()
+
+
+class QueueStats(BaseModel):
+    queue: str
+    ready: int
+    scheduled: int
+    waiting_deps: int
+    running: int
+    failure: int
+    success: int
+    cancelled: int
+    paused: bool
+    max_running: int | None
+    rate_limit: RateLimit | None
+    oldest_ready_age_secs: float | None
+    counters: dict[str, int]
+
+
+def any_json(value: Any) -> JsonValue:
+    """Narrows a decoded JSON document to pydantic's JsonValue for typing."""
+    return value  # type: ignore[no-any-return]

@@ -1,0 +1,190 @@
+"""The only reader of ``lua/``: loads each script once and exposes one typed method per script."""
+
+from __future__ import annotations
+
+import random
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from scheduler import errors
+from scheduler.keys import QueueKeys
+
+_INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
+
+# The one table from a script's status string to the error it means.
+STATUS_ERRORS: dict[str, type[errors.SchedulerError]] = {
+    "LEASE_NOT_FOUND": errors.LeaseNotFound,
+    "LEASE_SUPERSEDED": errors.LeaseSuperseded,
+    "LEASE_EXPIRED": errors.LeaseExpired,
+    "LEASE_RELEASED": errors.LeaseNotFound,
+    "JOB_CANCELLED": errors.JobCancelled,
+    "JOB_FINISHED": errors.JobFinished,
+    "NOT_OWNER": errors.NotLeaseOwner,
+    "NOT_FOUND": errors.JobNotFound,
+    "INVALID_STATE": errors.InvalidState,
+    "ID_EXISTS": errors.JobAlreadyExists,
+}
+_MESSAGES = {
+    "LEASE_NOT_FOUND": "no such lease",
+    "LEASE_SUPERSEDED": "the job was leased again under a newer lease",
+    "LEASE_EXPIRED": "the lease expired",
+    "LEASE_RELEASED": "the lease was released",
+    "JOB_CANCELLED": "the job was cancelled",
+    "JOB_FINISHED": "the lease already reported the job's outcome",
+    "NOT_OWNER": "the lease belongs to another worker",
+    "NOT_FOUND": "no such job",
+    "INVALID_STATE": "the job's status does not allow this",
+    "ID_EXISTS": "a job with this id exists",
+}
+
+Reply = list[Any]
+
+
+def lua_dir() -> Path:
+    """``lua/`` of a source checkout, else the copy the wheel carries as ``scheduler/_lua``."""
+    checkout = Path(__file__).resolve().parent.parent / "lua"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("scheduler") / "_lua"))
+
+
+def script_names() -> set[str]:
+    return {path.stem for path in lua_dir().glob("*.lua")}
+
+
+def source(name: str) -> str:
+    """A script's text with each ``-- @include lib`` line replaced by ``lua/lib/<lib>.lua``."""
+    root = lua_dir()
+
+    def include(match: re.Match[str]) -> str:
+        return (root / "lib" / f"{match.group(1)}.lua").read_text()
+
+    return _INCLUDE.sub(include, (root / f"{name}.lua").read_text())
+
+
+def raise_for(reply: Reply, **details: object) -> None:
+    """Raises the error a non-OK status means; returns for the statuses a caller handles."""
+    status = reply[0]
+    error = STATUS_ERRORS.get(status)
+    if error is not None:
+        extra = {"status": reply[1]} if len(reply) > 1 else {}
+        raise error(_MESSAGES[status], **details, **extra)
+
+
+class Scripts:
+    """One method per ``lua/*.lua``; EVALSHA with a reload on NOSCRIPT (redis-py's AsyncScript)."""
+
+    def __init__(self, redis: Redis, events_maxlen: int = 10_000) -> None:
+        self.redis = redis
+        self.events_maxlen = str(events_maxlen)
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(source(name)) for name in sorted(script_names())
+        }
+
+    async def load(self) -> None:
+        """Loads every script now, so a broken script fails start-up rather than a request."""
+        for script in self._scripts.values():
+            script.sha = await self.redis.script_load(script.script)
+
+    async def _call(self, name: str, keys: list[str], args: list[Any]) -> Reply:
+        try:
+            reply: Reply = await self._scripts[name](keys=keys, args=args)
+        except ResponseError as exc:
+            if "BAD_ARG" in str(exc):
+                raise errors.ScriptContractError(f"{name}: {exc}") from exc
+            raise
+        return reply
+
+    async def enqueue(self, q: QueueKeys, jobs: list[list[str]], now_ms: int | None) -> Reply:
+        """Each job: [id, lsid, labels, priority, run_at_ms, delay_ms, unique_key, placement,
+        *field_value_pairs]."""
+        args: list[Any] = [_now(now_ms), self.events_maxlen, len(jobs)]
+        for job in jobs:
+            head, pairs = job[:8], job[8:]
+            args += [*head, len(pairs) // 2, *pairs]
+        keys = [q.meta, q.labelsets, q.delayed, q.index, q.stats, q.events]
+        return await self._call("enqueue", keys, args)
+
+    async def claim(
+        self,
+        q: QueueKeys,
+        worker_id: str,
+        labels_json: str,
+        lease_ttl_ms: int | None,
+        tokens: list[str],
+        promote_batch: int,
+        now_ms: int | None,
+    ) -> Reply:
+        keys = [q.meta, q.labelsets, q.delayed, q.leases, q.stats, q.events, q.rate]
+        args = [_now(now_ms), self.events_maxlen, worker_id, labels_json, _opt(lease_ttl_ms),
+                promote_batch, *tokens]
+        return await self._call("claim", keys, args)
+
+    async def heartbeat(
+        self,
+        q: QueueKeys,
+        job_id: str,
+        lease_id: str,
+        worker_id: str,
+        lease_ttl_ms: int | None,
+        progress: int | None,
+        message: str | None,
+        now_ms: int | None,
+    ) -> Reply:
+        args = [_now(now_ms), job_id, lease_id, worker_id, _opt(lease_ttl_ms), _opt(progress),
+                "0" if message is None else "1", message or ""]
+        return await self._call("heartbeat", [q.meta, q.leases], args)
+
+    async def complete(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,
+        now_ms: int | None,
+    ) -> Reply:
+        keys = [q.meta, q.leases, q.done, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json]
+        return await self._call("complete", keys, args)
+
+    async def fail(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, error: str,
+        retryable: bool, now_ms: int | None,
+    ) -> Reply:
+        keys = [q.meta, q.leases, q.delayed, q.labelsets, q.done, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, error,
+                "1" if retryable else "0", repr(random.random())]
+        return await self._call("fail", keys, args)
+
+    async def release(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, now_ms: int | None
+    ) -> Reply:
+        keys = [q.meta, q.leases, q.labelsets, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id]
+        return await self._call("release", keys, args)
+
+    async def cancel(self, q: QueueKeys, job_id: str, now_ms: int | None) -> Reply:
+        keys = [q.meta, q.leases, q.delayed, q.done, q.stats, q.events]
+        return await self._call("cancel", keys, [_now(now_ms), self.events_maxlen, job_id])
+
+    async def retry(self, q: QueueKeys, job_id: str, now_ms: int | None) -> Reply:
+        keys = [q.meta, q.labelsets, q.done, q.stats, q.events]
+        return await self._call("retry", keys, [_now(now_ms), self.events_maxlen, job_id])
+
+    async def reap(self, q: QueueKeys, batch: int, now_ms: int | None) -> Reply:
+        keys = [q.meta, q.leases, q.delayed, q.labelsets, q.done, q.index, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, batch, random.randrange(1, 2**31)]
+        return await self._call("reap", keys, args)
+
+    async def promote(self, q: QueueKeys, batch: int, now_ms: int | None) -> Reply:
+        return await self._call("promote", [q.meta, q.delayed, q.labelsets], [_now(now_ms), batch])
+
+
+def _now(now_ms: int | None) -> str:
+    return "" if now_ms is None else str(now_ms)
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
