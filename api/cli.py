@@ -1,31 +1,66 @@
-"""The ``leasehold`` command: ``serve``, ``reaper`` and the other processes of SPEC §6."""
+"""The ``leasehold`` command: ``serve``, ``reaper`` and ``token`` (SPEC §6)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ipaddress
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import structlog
+from aiohttp import web
 
+from api.app import create_app
+from api.logging import configure_logging
+from scheduler.auth import new_secret
 from scheduler.config import Settings
 from scheduler.connection import connect_settings
 from scheduler.core import Scheduler
+from scheduler.embedded import FAKE_URL, EmbeddedRedis
 from scheduler.reaper import Reaper
 
 log = structlog.get_logger("leasehold")
 
 
-async def run_reaper(settings: Settings) -> None:
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("redis_url", "host", "port", "reap_interval_secs"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "no_auth", False):
+        overrides["auth"] = False
+    return Settings(**overrides)
+
+
+async def _reaper_task(settings: Settings) -> AsyncIterator[None]:
     redis = connect_settings(settings)
     scheduler = Scheduler(redis, settings)
     await scheduler.start()
     stop = asyncio.Event()
+    task = asyncio.create_task(Reaper(scheduler).run_forever(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await redis.aclose()
+
+
+async def run_reaper(settings: Settings) -> None:
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    redis = connect_settings(settings)
+    scheduler = Scheduler(redis, settings)
+    await scheduler.start()
     try:
         await Reaper(scheduler).run_forever(stop)
     finally:
@@ -33,12 +68,8 @@ async def run_reaper(settings: Settings) -> None:
 
 
 def _reaper(args: argparse.Namespace) -> int:
-    overrides: dict[str, object] = {}
-    if args.redis_url:
-        overrides["redis_url"] = args.redis_url
-    if args.interval:
-        overrides["reap_interval_secs"] = args.interval
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = _settings(args)
+    configure_logging(settings.log_level)
     if settings.redis_url is None:
         print("leasehold reaper: set LEASEHOLD_REDIS_URL or --redis-url", file=sys.stderr)
         return 2
@@ -46,12 +77,74 @@ def _reaper(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    if not settings.auth and not _is_loopback(settings.host) and not settings.allow_insecure:
+        print(f"leasehold serve: refusing to run without auth on {settings.host}; bind to "
+              "127.0.0.1 or set LEASEHOLD_ALLOW_INSECURE=1", file=sys.stderr)
+        return 2
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(Path(args.data_dir) / "redis")
+        url = embedded.start()
+        if url == FAKE_URL:
+            log.warning("embedded_fakeredis", hint="redis-server is not on PATH: state lives in "
+                        "this process and is lost at exit")
+        settings = settings.model_copy(update={"redis_url": url})
+    admin_token = None
+    if settings.auth and not settings.admin_token:
+        admin_token = new_secret("lha_")
+        settings = settings.model_copy(update={"admin_token": admin_token})
+    app = create_app(settings)
+    if args.with_reaper:
+        app.cleanup_ctx.append(lambda _app: _reaper_task(settings))
+    base = f"http://{settings.host}:{settings.port}"
+
+    async def announce(_app: web.Application) -> None:
+        print(f"Leasehold is serving {base}  (API docs: {base}/docs)", flush=True)
+        if admin_token:
+            print(f"Admin token (shown once): {admin_token}", flush=True)
+        elif not settings.auth:
+            print("Auth is OFF (local development only)", flush=True)
+
+    app.on_startup.append(announce)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None,
+                    shutdown_timeout=10, access_log=None)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leasehold", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    reaper = commands.add_parser("reaper", help="expire leases, promote delayed jobs, purge results")
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="default 127.0.0.1 (LEASEHOLD_HOST)")
+    serve.add_argument("--port", type=int, help="default 8080 (LEASEHOLD_PORT)")
+    serve.add_argument("--redis-url", help="default: LEASEHOLD_REDIS_URL, else embedded Redis")
+    serve.add_argument("--no-auth", action="store_true", help="no tokens (loopback only)")
+    serve.add_argument("--with-reaper", action="store_true", help="run a reaper in-process")
+    serve.add_argument("--data-dir", default=os.environ.get("LEASEHOLD_DATA_DIR", ".leasehold"),
+                       help="where the embedded Redis keeps its data")
+    serve.set_defaults(func=_serve)
+
+    reaper = commands.add_parser("reaper", help="expire leases, promote jobs, purge results")
     reaper.add_argument("--redis-url", help="default: LEASEHOLD_REDIS_URL")
-    reaper.add_argument("--interval", type=float, help="seconds between passes (default 1)")
+    reaper.add_argument("--interval", dest="reap_interval_secs", type=float,
+                        help="seconds between passes (default 1)")
     reaper.set_defaults(func=_reaper)
     return parser
 
@@ -63,4 +156,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -7,7 +7,7 @@
   KEYS[4]  leases     ZSET   member = job id, score = lease deadline (ms)
   KEYS[5]  stats      HASH   lifecycle counters
   KEYS[6]  events     STREAM state transitions
-  KEYS[7]  rate       STRING claims in the current rate-limit window
+  KEYS[7]  rate       STRING "<window start ms>:<claims>" of the current rate-limit window
 
   ARGV[1]  now_ms        integer, or "" for Redis TIME
   ARGV[2]  events_maxlen integer > 0
@@ -18,8 +18,8 @@
   ARGV[7..] lease tokens, one random string per job wanted (their count is max_jobs)
 
   Returns  {"OK", {job fields...}, ...}   one flat HGETALL array per leased job (possibly none)
-           {"EMPTY", next_due_ms}         nothing claimable; next_due_ms = "" when nothing is delayed
-           {"PAUSED"} | {"FULL"} | {"RATE_LIMITED", retry_after_ms}
+           {"EMPTY", next_due_ms, now_ms} nothing claimable; next_due_ms = "" when nothing is delayed
+           {"PAUSED", "", now_ms} | {"FULL", "", now_ms} | {"RATE_LIMITED", due_ms, now_ms}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZREM ready:<lsid>; ZADD leases; HSET job:<id>; stats; events; promotes delayed jobs
   Cost     O(L + max_jobs * log N), L = number of distinct label sets with ready jobs
@@ -38,16 +38,24 @@ local wanted = #ARGV - 6
 promote(ctx, promote_batch)
 
 local meta = redis.call("HMGET", P .. "meta", "paused", "max_running", "rate_limit", "rate_per_ms")
-if meta[1] == "1" then return {"PAUSED"} end
+if meta[1] == "1" then return {"PAUSED", "", ctx.now} end
 local max_running = tonumber(meta[2]) or 0
 if max_running > 0 then
   wanted = math.min(wanted, max_running - redis.call("ZCARD", P .. "leases"))
-  if wanted <= 0 then return {"FULL"} end
+  if wanted <= 0 then return {"FULL", "", ctx.now} end
 end
 local rate_limit = tonumber(meta[3]) or 0
+local rate_per = math.max(tonumber(meta[4]) or 1000, 1)
+local rate_start, rate_used = ctx.now, 0
 if rate_limit > 0 then
-  wanted = math.min(wanted, rate_limit - (tonumber(redis.call("GET", KEYS[7])) or 0))
-  if wanted <= 0 then return {"RATE_LIMITED", math.max(redis.call("PTTL", KEYS[7]), 1)} end
+  -- The window lives in the value, not in the key's expiry, so it follows the now_ms seam.
+  local start, used = string.match(redis.call("GET", KEYS[7]) or "", "^(%d+):(%d+)$")
+  start, used = tonumber(start), tonumber(used)
+  if start and ctx.now >= start and ctx.now < start + rate_per then
+    rate_start, rate_used = start, used
+  end
+  wanted = math.min(wanted, rate_limit - rate_used)
+  if wanted <= 0 then return {"RATE_LIMITED", rate_start + rate_per, ctx.now} end
 end
 
 local have = {}
@@ -111,11 +119,9 @@ end
 local claimed = #reply - 1
 if claimed > 0 then
   if rate_limit > 0 then
-    if redis.call("INCRBY", KEYS[7], claimed) == claimed then
-      redis.call("PEXPIRE", KEYS[7], tonumber(meta[4]) or 1000)
-    end
+    redis.call("SET", KEYS[7], rate_start .. ":" .. (rate_used + claimed), "PX", rate_per)
   end
   return reply
 end
 local next_due = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
-return {"EMPTY", next_due[2] or ""}
+return {"EMPTY", next_due[2] or "", ctx.now}

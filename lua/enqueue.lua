@@ -84,4 +84,5 @@ for _, job in ipairs(jobs) do
     reply[#reply + 1] = 0
   end
 end
+wake(ctx)
 return reply

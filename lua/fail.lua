@@ -50,4 +50,5 @@ else
   reply = {"FAILED"}
 end
 redis.call("ZREM", KEYS[2], job_id)
+wake(ctx)
 return reply

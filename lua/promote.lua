@@ -18,5 +18,6 @@
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1])}
 local promoted = promote(ctx, num(ARGV[2], "batch"))
+wake(ctx)
 local next_due = redis.call("ZRANGE", KEYS[2], 0, 0, "WITHSCORES")
 return {"OK", promoted, next_due[2] or ""}

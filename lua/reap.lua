@@ -33,11 +33,12 @@ math.randomseed(num(ARGV[4], "seed"))
 local expired = redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", ctx.now, "LIMIT", 0, batch)
 for _, id in ipairs(expired) do
   local job_key = P .. "job:" .. id
-  local f = redis.call("HMGET", job_key, "status", "timeout_at_ms")
+  local f = redis.call("HMGET", job_key, "status", "timeout_at_ms", "lease_expires_at_ms")
   if f[1] == "running" then
     local timeout_at = tonumber(f[2]) or 0
     local reason = "lease_expired"
-    if timeout_at > 0 and ctx.now >= timeout_at then reason = "timeout" end
+    -- What ended the lease decides the reason, not how late this reaper looked at it.
+    if timeout_at > 0 and (tonumber(f[3]) or 0) >= timeout_at then reason = "timeout" end
     redis.call("HSET", job_key, "lease_state", "expired")
     redis.call("HINCRBY", KEYS[7], "leases_expired", 1)
     retry_or_fail(ctx, job_key, id, reason, math.random())
@@ -57,6 +58,7 @@ for _, id in ipairs(purge) do
   redis.call("ZREM", KEYS[5], id)
 end
 
+wake(ctx)
 local more = 0
 if #expired == batch or promoted == batch or #purge == batch then more = 1 end
 return {"OK", #expired, promoted, #purge, more}

@@ -35,4 +35,5 @@ place_ready(ctx, job_key, job_id, false)
 redis.call("ZREM", KEYS[2], job_id)
 local f = redis.call("HMGET", job_key, "attempt", "workflow_id")
 emit(ctx, job_id, "running", "queued", f[1], lease_id, f[2])
+wake(ctx)
 return {"OK"}

@@ -42,4 +42,5 @@ if f[1] and f[1] ~= "" then
   if not holder or holder == job_id then redis.call("SET", unique_key, job_id) end
 end
 emit(ctx, job_id, status, "queued", 0, "", f[2])
+wake(ctx)
 return {"OK", status}

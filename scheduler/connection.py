@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from scheduler.config import Settings
+from scheduler.embedded import FAKE_URL
+
+_FAKE_SERVERS: list[Any] = []
+
+
+def _fake_server() -> Any:
+    """One in-process fake server shared by every client of this process."""
+    if not _FAKE_SERVERS:
+        import fakeredis
+
+        _FAKE_SERVERS.append(fakeredis.FakeServer())
+    return _FAKE_SERVERS[0]
 
 
 def connect(url: str, cluster: bool = False) -> Redis:
     """A client with decoded replies; Cluster clients are typed as Redis (same command surface)."""
+    if url == FAKE_URL:
+        import fakeredis  # only the embedded fallback needs it
+
+        fake: Redis = fakeredis.FakeAsyncRedis(server=_fake_server(), decode_responses=True)
+        return fake
     if cluster:
         client: Redis = RedisCluster.from_url(url, decode_responses=True)  # type: ignore[assignment]
         return client

@@ -36,6 +36,10 @@ from scheduler.scripts import Reply, Scripts, raise_for
 
 MAX_CLAIM = 100
 MAX_BULK = 1000
+MAX_LIST = 1000
+WAKE_ALL = 1 << 30
+FULL_RECHECK_MS = 500  # a queue at max_running is checked again this soon by long-polls
+MAX_LIST_SCAN = 10_000
 _NO_JOB = "no such job"
 
 
@@ -44,7 +48,9 @@ class ClaimBatch:
     """Jobs leased by one claim call, and when to look again if there were none."""
 
     claims: list[Claim] = field(default_factory=list)
-    next_due_ms: int | None = None
+    next_due_ms: int | None = None  # Redis time when a job (or a rate window) is next due
+    now_ms: int | None = None  # Redis time of the claim
+    paused: bool = False
 
 
 class Scheduler:
@@ -129,6 +135,49 @@ class Scheduler:
     async def _hgetall(self, key: str) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(key))
 
+    async def list_jobs(
+        self,
+        queue: str = "default",
+        status: JobStatus | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Jobs of a queue in enqueue order; ``next_cursor`` continues after the last one seen.
+
+        Filters scan at most ``MAX_LIST_SCAN`` entries per call, so a page may be short (or
+        empty) with a cursor to go on: the cost of one call is bounded, not the result.
+        """
+        if not 1 <= limit <= MAX_LIST:
+            raise errors.InvalidArgument(f"limit must be 1..{MAX_LIST}")
+        if cursor is not None and not cursor.isdigit():
+            raise errors.InvalidArgument("cursor is not one this API returned")
+        q = self.queue_keys(queue)
+        jobs: list[Job] = []
+        after, scanned = cursor or "", 0
+        while len(jobs) < limit and scanned < MAX_LIST_SCAN:
+            page = cast(list[tuple[str, float]], await self.redis.zrangebyscore(
+                q.index, f"({after}" if after else "-inf", "+inf", start=0, num=limit,
+                withscores=True))
+            if not page:
+                return jobs, None
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id, _ in page:
+                    pipe.hgetall(q.job(job_id))
+                records = cast(list[dict[str, str]], await pipe.execute())
+            for (_, seq), record in zip(page, records, strict=True):
+                scanned += 1
+                after = str(int(seq))
+                if not record:
+                    continue
+                job = codec.job_from_record(record)
+                if (status is None or job.status == status) and (
+                        workflow_id is None or job.workflow_id == workflow_id):
+                    jobs.append(job)
+                    if len(jobs) == limit:
+                        break
+        return jobs, after
+
     async def cancel(self, job_id: str, now_ms: int | None = None) -> JobStatus:
         """Cancels a queued or running job; returns the status it had."""
         queue = self._queue_or_404(job_id)
@@ -186,12 +235,15 @@ class Scheduler:
                 batch.claims.append(Claim(job=codec.job_from_record(record),
                                           lease=codec.lease_from_record(record)))
             return
-        due: int | None = None
-        if status == "EMPTY" and reply[1] != "":
+        batch.now_ms = int(reply[2])
+        batch.paused = batch.paused or status == "PAUSED"
+        if status == "FULL":
+            due = batch.now_ms + FULL_RECHECK_MS
+        elif reply[1] != "":
             due = int(reply[1])
-        elif status == "RATE_LIMITED":
-            due = -int(reply[1])  # relative: the window ends in this many ms
-        if due is not None and (batch.next_due_ms is None or due < batch.next_due_ms):
+        else:
+            return
+        if batch.next_due_ms is None or due < batch.next_due_ms:
             batch.next_due_ms = due
 
     async def heartbeat(
@@ -276,6 +328,7 @@ class Scheduler:
             fields["rate_per_ms"] = str(codec.ms(limits.rate_limit.per_secs))
         if fields:
             await self.redis.hset(q.meta, items=[x for kv in fields.items() for x in kv])
+            await self.redis.publish(q.prefix + "ready", WAKE_ALL)  # limits may now allow claims
         return await self.queue_stats(queue)
 
     async def counters(self, queue: str) -> dict[str, int]:

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
+
+# What a lost or refusing backend raises; the API answers 503 + Retry-After for these.
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionError, TimeoutError)
+
+
+def backend_message(exc: BaseException) -> str:
+    """A safe text for a backend error: whether Redis is out of memory or unreachable."""
+    if "OOM" in str(exc):
+        return "Redis is out of memory; nothing was written, retry later"
+    return "Redis is unavailable; retry later"
+
 
 class SchedulerError(Exception):
     """Base of every error the scheduler raises on purpose."""
@@ -62,6 +74,24 @@ class NotLeaseOwner(SchedulerError):
     """A worker called with a lease that another worker holds."""
 
     code = "not_lease_owner"
+
+
+class Conflict(SchedulerError):
+    """A name or state conflict (a worker id held by another live worker, an active run...)."""
+
+    code = "conflict"
+
+
+class Unauthorized(SchedulerError):
+    """No valid credential: unknown, expired, used-up or revoked token."""
+
+    code = "unauthorized"
+
+
+class Forbidden(SchedulerError):
+    """A valid credential whose role does not allow the operation."""
+
+    code = "forbidden"
 
 
 class ScriptContractError(SchedulerError):

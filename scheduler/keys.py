@@ -114,3 +114,38 @@ class Keyspace:
     def queues(self) -> str:
         """SET of every queue name that ever had a job (what the reaper walks)."""
         return f"{self.namespace}:queues"
+
+    # Workers and tokens share the namespace's own hash tag, so their scripts run on Cluster too.
+    @property
+    def global_prefix(self) -> str:
+        return f"{{{self.namespace}}}:"
+
+    @property
+    def token_prefix(self) -> str:
+        return self.global_prefix + "token:"
+
+    def token(self, digest: str) -> str:
+        return self.token_prefix + digest
+
+    @property
+    def api_tokens(self) -> str:
+        """HASH token id -> digest of every API token (for listing and deleting by id)."""
+        return self.global_prefix + "api-tokens"
+
+    def regtoken(self, digest: str) -> str:
+        return self.global_prefix + "regtoken:" + digest
+
+    @property
+    def worker_prefix(self) -> str:
+        return self.global_prefix + "worker:"
+
+    def worker(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id
+
+    @property
+    def workers(self) -> str:
+        return self.global_prefix + "workers"
+
+    @property
+    def worker_names(self) -> str:
+        return self.global_prefix + "worker-names"

@@ -157,6 +157,7 @@ class ReapReport(BaseModel):
     expired: int = 0
     promoted: int = 0
     purged: int = 0
+    workers_offline: int = 0
 
     def add(self, other: ReapReport) -> None:
         self.expired += other.expired
@@ -199,3 +200,24 @@ class QueueStats(BaseModel):
 def any_json(value: Any) -> JsonValue:
     """Narrows a decoded JSON document to pydantic's JsonValue for typing."""
     return value  # type: ignore[no-any-return]
+
+
+class WorkerStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    DRAINING = "draining"
+
+
+class Worker(BaseModel):
+    """A registered agent as the registry sees it."""
+
+    worker_id: str
+    name: str
+    labels: list[str] = Field(default_factory=list)
+    version: str | None = None
+    status: WorkerStatus
+    registered_at_ms: int
+    last_heartbeat_ms: int
+    running_jobs: int = 0
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    resource_usage: dict[str, JsonValue] = Field(default_factory=dict)

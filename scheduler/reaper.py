@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from scheduler.core import Scheduler
 from scheduler.models import ReapReport
+from scheduler.workers import WorkerRegistry
 
 log = structlog.get_logger("leasehold.reaper")
 
@@ -24,6 +25,7 @@ class Reaper:
         self.scheduler = scheduler
         self.interval_secs = interval_secs or scheduler.settings.reap_interval_secs
         self.batch = scheduler.settings.reap_batch
+        self.workers = WorkerRegistry(scheduler)
 
     async def run_once(self, now_ms: int | None = None) -> ReapReport:
         report = ReapReport()
@@ -35,6 +37,7 @@ class Reaper:
                 report.add(ReapReport(expired=expired, promoted=promoted, purged=purged))
                 if not more:
                     break
+        report.workers_offline = await self.workers.sweep(now_ms)
         return report
 
     async def run_forever(self, stop: asyncio.Event) -> None:

@@ -13,7 +13,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from scheduler import errors
-from scheduler.keys import QueueKeys
+from scheduler.keys import Keyspace, QueueKeys
 
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 
@@ -29,6 +29,9 @@ STATUS_ERRORS: dict[str, type[errors.SchedulerError]] = {
     "NOT_FOUND": errors.JobNotFound,
     "INVALID_STATE": errors.InvalidState,
     "ID_EXISTS": errors.JobAlreadyExists,
+    "REGTOKEN_INVALID": errors.Unauthorized,
+    "WORKER_CONFLICT": errors.Conflict,
+    "NAME_CONFLICT": errors.Conflict,
 }
 _MESSAGES = {
     "LEASE_NOT_FOUND": "no such lease",
@@ -41,6 +44,9 @@ _MESSAGES = {
     "NOT_FOUND": "no such job",
     "INVALID_STATE": "the job's status does not allow this",
     "ID_EXISTS": "a job with this id exists",
+    "REGTOKEN_INVALID": "the registration token is unknown, expired or used up",
+    "WORKER_CONFLICT": "the worker id belongs to another live worker",
+    "NAME_CONFLICT": "the worker name belongs to another live worker",
 }
 
 Reply = list[Any]
@@ -86,6 +92,9 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in sorted(script_names())
         }
+
+    def all(self) -> list[AsyncScript]:
+        return list(self._scripts.values())
 
     async def load(self) -> None:
         """Loads every script now, so a broken script fails start-up rather than a request."""
@@ -180,6 +189,35 @@ class Scripts:
 
     async def promote(self, q: QueueKeys, batch: int, now_ms: int | None) -> Reply:
         return await self._call("promote", [q.meta, q.delayed, q.labelsets], [_now(now_ms), batch])
+
+    # -- workers and tokens (keys under the namespace's own hash tag) ---------------------------
+
+    async def register(
+        self, ks: Keyspace, regtoken_digest: str | None, worker_id: str, name: str,
+        labels_json: str, version: str, metadata_json: str, offline_ms: int, token_digest: str,
+        now_ms: int | None = None,
+    ) -> Reply:
+        keys = [ks.worker(worker_id), ks.workers, ks.worker_names, ks.token(token_digest),
+                ks.regtoken(regtoken_digest or "none")]
+        args = [_now(now_ms), "1" if regtoken_digest else "0", worker_id, name, labels_json,
+                version, metadata_json, offline_ms, token_digest]
+        return await self._call("register", keys, args)
+
+    async def authenticate(self, ks: Keyspace, token_digest: str) -> Reply:
+        return await self._call("authenticate", [ks.token(token_digest)], [ks.worker_prefix])
+
+    async def worker_heartbeat(
+        self, ks: Keyspace, worker_id: str, version: str | None, running_jobs: int | None,
+        resource_usage_json: str | None, now_ms: int | None = None,
+    ) -> Reply:
+        args = [_now(now_ms), version or "", _opt(running_jobs), resource_usage_json or ""]
+        return await self._call("worker_heartbeat", [ks.worker(worker_id)], args)
+
+    async def sweep_workers(
+        self, ks: Keyspace, offline_ms: int, offset: int, batch: int, now_ms: int | None = None
+    ) -> Reply:
+        args = [_now(now_ms), offline_ms, offset, batch, ks.worker_prefix]
+        return await self._call("sweep_workers", [ks.workers], args)
 
 
 def _now(now_ms: int | None) -> str:

@@ -39,6 +39,12 @@ local function place_ready(ctx, job_key, id, fresh_seq)
   end
   redis.call("HSET", ctx.P .. "labelsets", f[1], f[2])
   redis.call("ZADD", ctx.P .. "ready:" .. f[1], tonumber(f[3]), ready_member(seq, id))
+  ctx.woken = (ctx.woken or 0) + 1
+end
+
+-- Tells long-polling claimers (channel "<prefix>ready", message = jobs made ready) to look again.
+local function wake(ctx)
+  if (ctx.woken or 0) > 0 then redis.call("PUBLISH", ctx.P .. "ready", ctx.woken) end
 end
 
 -- Removes a queued job from whichever waiting set holds it (ready, delayed, or none while it waits on deps).

@@ -1,0 +1,93 @@
+"""Request parsing and JSON responses shared by every handler."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from scheduler.auth import Principal
+from scheduler.errors import InvalidArgument
+
+M = TypeVar("M", bound=BaseModel)
+PRINCIPAL = "leasehold.principal"
+REGISTRATION_TOKEN = "leasehold.registration_token"
+
+
+class BadRequest(Exception):
+    """A body or query that failed validation; ``details`` are pydantic's error list."""
+
+    def __init__(self, message: str, details: list[Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def validation_details(exc: ValidationError) -> list[Any]:
+    """Pydantic errors without the offending input (it may be huge or secret)."""
+    return [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+async def read_model(request: web.Request, model: type[M], optional: bool = False) -> M:
+    """The body validated as ``model``; an absent body is ``model()`` when ``optional``."""
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return model()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid request body for {model.__name__}",
+                         validation_details(exc)) from None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"query parameter {name} must be an integer") from None
+    if not low <= value <= high:
+        raise InvalidArgument(f"query parameter {name} must be in {low}..{high}")
+    return value
+
+
+def query_float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(f"query parameter {name} must be a number") from None
+    if not low <= value <= high:
+        raise InvalidArgument(f"query parameter {name} must be in {low}..{high}")
+    return value
+
+
+def principal(request: web.Request) -> Principal:
+    found: Principal = request[PRINCIPAL]
+    return found
+
+
+def respond(value: Any, status: int = 200) -> web.Response:
+    """JSON of a model, a list of models, a dict or ``None`` (the bare ``null`` of seed 003)."""
+    if isinstance(value, BaseModel):
+        body = value.model_dump_json().encode()
+    elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        body = b"[" + b",".join(item.model_dump_json().encode() for item in value) + b"]"
+    else:
+        body = orjson.dumps(value, default=_default)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot serialize {type(value).__name__}")

@@ -1,0 +1,181 @@
+"""The worker protocol (seed 003 shapes): claim, and heartbeat/complete/fail/release by lease."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from api.appkeys import SERVICES
+from api.http import principal, read_model, respond
+from api.routing import WORKERS, router
+from api.schemas import (
+    BatchComplete,
+    BatchFail,
+    BatchHeartbeat,
+    ClaimBatchReply,
+    ClaimRequest,
+    Complete,
+    Fail,
+    FailReply,
+    HeartbeatReply,
+    LeaseHeartbeat,
+    LeaseResult,
+    LeaseResults,
+    Ok,
+)
+from scheduler import errors
+from scheduler.models import Claim
+
+LEASE_ERRORS = (401, 403, 409)
+
+
+def _worker_id(request: web.Request, requested: str | None) -> str:
+    """The worker a claim is for: a worker token claims only for itself."""
+    caller = principal(request)
+    if caller.role == "worker":
+        if requested not in (None, caller.worker_id):
+            raise errors.Forbidden("a worker token claims only for its own worker_id")
+        return caller.worker_id
+    if not requested:
+        raise errors.InvalidArgument("worker_id is required")
+    return requested
+
+
+@router.route("POST", "/api/jobs/claim", roles=WORKERS, tag="worker protocol", body=ClaimRequest,
+              response=Claim | None, summary="Claim the best matching job: {job, lease} or "
+              "null; with max_jobs, {claims: [...]}; wait_secs long-polls",
+              errors=(400, 401, 403, 503))
+async def claim(request: web.Request) -> web.Response:
+    body = await read_model(request, ClaimRequest)
+    worker_id = _worker_id(request, body.worker_id)
+    services = request.app[SERVICES]
+    wanted = body.max_jobs or 1
+    if principal(request).drain:
+        claims: list[Claim] = []
+    elif body.wait_secs > 0:
+        batch = await services.waiters.claim(worker_id, body.labels, body.queues,
+                                             body.lease_ttl_secs, wanted, body.wait_secs)
+        claims = batch.claims
+    else:
+        batch = await services.scheduler.claim(worker_id, body.labels, body.queues,
+                                               body.lease_ttl_secs, wanted)
+        claims = batch.claims
+    if body.max_jobs is not None:
+        return respond(ClaimBatchReply(claims=claims))
+    return respond(claims[0] if claims else None)
+
+
+@router.route("POST", "/api/jobs/{lease_id}/heartbeat", roles=WORKERS, tag="worker protocol",
+              body=LeaseHeartbeat, response=HeartbeatReply,
+              summary="Extend a lease; cancelled: true tells the worker to stop",
+              errors=LEASE_ERRORS)
+async def heartbeat(request: web.Request) -> web.Response:
+    body = await read_model(request, LeaseHeartbeat, optional=True)
+    result = await request.app[SERVICES].scheduler.heartbeat(
+        request.match_info["lease_id"], principal(request).lease_owner, body.lease_ttl_secs,
+        body.progress, body.message)
+    return respond(HeartbeatReply(lease=result.lease, cancelled=result.cancelled))
+
+
+@router.route("POST", "/api/jobs/{lease_id}/complete", roles=WORKERS, tag="worker protocol",
+              body=Complete, response=Ok, summary="Finish a job with success and outputs",
+              errors=LEASE_ERRORS)
+async def complete(request: web.Request) -> web.Response:
+    body = await read_model(request, Complete, optional=True)
+    await request.app[SERVICES].scheduler.complete(
+        request.match_info["lease_id"], principal(request).lease_owner, body.outputs)
+    return respond(Ok())
+
+
+@router.route("POST", "/api/jobs/{lease_id}/fail", roles=WORKERS, tag="worker protocol",
+              body=Fail, response=FailReply,
+              summary="Report a failure; retryable failures use an attempt and back off",
+              errors=LEASE_ERRORS)
+async def fail(request: web.Request) -> web.Response:
+    body = await read_model(request, Fail)
+    outcome = await request.app[SERVICES].scheduler.fail(
+        request.match_info["lease_id"], body.error, principal(request).lease_owner,
+        body.retryable)
+    return respond(FailReply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
+
+
+@router.route("POST", "/api/jobs/{lease_id}/release", roles=WORKERS, tag="worker protocol",
+              response=Ok, summary="Hand a job back without consuming an attempt",
+              errors=LEASE_ERRORS)
+async def release(request: web.Request) -> web.Response:
+    await request.app[SERVICES].scheduler.release(request.match_info["lease_id"],
+                                                  principal(request).lease_owner)
+    return respond(Ok())
+
+
+async def _each(
+    items: list[str], act: Callable[[str], Awaitable[LeaseResult]]
+) -> LeaseResults:
+    """Runs one fenced call per lease; one lease's failure never affects another's."""
+
+    async def one(lease_id: str) -> LeaseResult:
+        try:
+            return await act(lease_id)
+        except errors.SchedulerError as exc:
+            if isinstance(exc, errors.ScriptContractError):
+                raise
+            return LeaseResult(lease_id=lease_id, ok=False, error=exc.code, message=exc.message)
+
+    return LeaseResults(results=list(await asyncio.gather(*(one(i) for i in items))))
+
+
+@router.route("POST", "/api/leases/heartbeat", roles=WORKERS, tag="worker protocol",
+              body=BatchHeartbeat, response=LeaseResults,
+              summary="Heartbeat many leases in one request, each fenced on its own",
+              errors=(400, 401, 403))
+async def batch_heartbeat(request: web.Request) -> web.Response:
+    body = await read_model(request, BatchHeartbeat)
+    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    items = {item.lease_id: item for item in body.leases}
+
+    async def act(lease_id: str) -> LeaseResult:
+        item = items[lease_id]
+        beat = await scheduler.heartbeat(lease_id, owner, item.lease_ttl_secs, item.progress,
+                                         item.message)
+        return LeaseResult(lease_id=lease_id, ok=True, expires_at_ms=beat.lease.expires_at_ms,
+                           cancelled=beat.cancelled)
+
+    return respond(await _each(list(items), act))
+
+
+@router.route("POST", "/api/leases/complete", roles=WORKERS, tag="worker protocol",
+              body=BatchComplete, response=LeaseResults,
+              summary="Complete many leases in one request, each fenced on its own",
+              errors=(400, 401, 403))
+async def batch_complete(request: web.Request) -> web.Response:
+    body = await read_model(request, BatchComplete)
+    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    items = {item.lease_id: item for item in body.completions}
+
+    async def act(lease_id: str) -> LeaseResult:
+        await scheduler.complete(lease_id, owner, items[lease_id].outputs)
+        return LeaseResult(lease_id=lease_id, ok=True)
+
+    return respond(await _each(list(items), act))
+
+
+@router.route("POST", "/api/leases/fail", roles=WORKERS, tag="worker protocol", body=BatchFail,
+              response=LeaseResults,
+              summary="Fail many leases in one request, each fenced on its own",
+              errors=(400, 401, 403))
+async def batch_fail(request: web.Request) -> web.Response:
+    body = await read_model(request, BatchFail)
+    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    items = {item.lease_id: item for item in body.failures}
+
+    async def act(lease_id: str) -> LeaseResult:
+        item = items[lease_id]
+        outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
+        return LeaseResult(lease_id=lease_id, ok=True, will_retry=outcome.will_retry,
+                           retry_at_ms=outcome.retry_at_ms)
+
+    return respond(await _each(list(items), act))
+
+

@@ -1,0 +1,86 @@
+"""Request ids, one structured log line per request, and authentication with roles (SPEC §2)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from api.appkeys import ROUTER, SERVICES, SETTINGS
+from api.errors import error_response
+from api.http import PRINCIPAL, REGISTRATION_TOKEN
+from api.routing import REGISTRATION
+from scheduler.auth import ANONYMOUS_ADMIN, Principal
+
+log = structlog.get_logger("leasehold.api")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        route = request.match_info.route.resource
+        log.info("request", method=request.method,
+                 route=route.canonical if route is not None else "unmatched", status=status,
+                 duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+def presented_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get("X-Worker-Token") or None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    spec = request.app[ROUTER].spec_for(request.match_info.handler)
+    if spec is None or not spec.roles:
+        response: web.StreamResponse = await handler(request)
+        return response
+    if not request.app[SETTINGS].auth:
+        request[PRINCIPAL] = ANONYMOUS_ADMIN
+        response = await handler(request)
+        return response
+    token = presented_token(request)
+    if token is None:
+        return error_response(401, "unauthorized", "missing token: send Authorization: Bearer "
+                              "<token> (or X-Worker-ID and X-Worker-Token)", request,
+                              headers={"WWW-Authenticate": "Bearer"})
+    found = await request.app[SERVICES].tokens.authenticate(token)
+    if found is None and REGISTRATION in spec.roles:
+        request[REGISTRATION_TOKEN] = token
+        response = await handler(request)
+        return response
+    if found is None or not _worker_header_matches(request, found):
+        return error_response(401, "unauthorized", "invalid or revoked token", request,
+                              headers={"WWW-Authenticate": "Bearer"})
+    if found.role not in spec.roles:
+        return error_response(403, "forbidden", f"role {found.role} may not call this route",
+                              request)
+    request[PRINCIPAL] = found
+    response = await handler(request)
+    return response
+
+
+def _worker_header_matches(request: web.Request, found: Principal) -> bool:
+    claimed = request.headers.get("X-Worker-ID")
+    return claimed is None or (found.role == "worker" and claimed == found.worker_id) or (
+        found.role != "worker")

@@ -1,0 +1,135 @@
+"""Builds the OpenAPI 3.1 document from the route table and the pydantic models; serves /docs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import TypeAdapter
+
+from api.routing import PUBLIC, REGISTRATION, Router, RouteSpec
+from api.schemas import ErrorBody
+
+REF = "#/components/schemas/{model}"
+_PARAM = re.compile(r"{(\w+)}")
+_DESCRIPTIONS = {
+    400: "Invalid input", 401: "Missing or invalid token", 403: "Wrong role or not your lease",
+    404: "Unknown id", 409: "Lease lost or state conflict", 413: "Body too large",
+    429: "Rate limited", 503: "Redis unavailable or out of memory",
+}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def of(self, annotation: Any) -> dict[str, Any]:
+        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode="serialization")
+        self.components.update(schema.pop("$defs", {}))
+        title = getattr(annotation, "__name__", None)
+        if isinstance(annotation, type) and title and "properties" in schema:
+            self.components[title] = schema
+            return {"$ref": REF.format(model=title)}
+        return schema
+
+    def of_input(self, annotation: Any) -> dict[str, Any]:
+        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode="validation")
+        self.components.update(schema.pop("$defs", {}))
+        title = getattr(annotation, "__name__", None)
+        if isinstance(annotation, type) and title and "properties" in schema:
+            self.components[title] = schema
+            return {"$ref": REF.format(model=title)}
+        return schema
+
+
+def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": spec.summary,
+        "operationId": spec.handler.__name__,
+        "tags": [spec.tag],
+        "responses": {},
+    }
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in _PARAM.findall(spec.path)]
+    params += [{"name": name, "in": "query", "required": False, "description": text,
+                "schema": {"type": "string"}} for name, text in spec.query.items()]
+    if params:
+        op["parameters"] = params
+    if spec.body is not None:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": schemas.of_input(spec.body)}}}
+    ok: dict[str, Any] = {"description": "Success"}
+    if spec.response is not None:
+        ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
+    op["responses"][str(spec.status)] = ok
+    error_ref = schemas.of(ErrorBody)
+    for status in spec.errors:
+        op["responses"][str(status)] = {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "content": {"application/json": {"schema": error_ref}}}
+    if spec.roles == PUBLIC:
+        op["security"] = []
+    else:
+        roles = [r for r in spec.roles if r != REGISTRATION]
+        op["description"] = "Roles: " + ", ".join(roles) + (
+            " (or a registration token)" if REGISTRATION in spec.roles else "")
+    return op
+
+
+def build(router: Router, version: str) -> dict[str, Any]:
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in router.specs:
+        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Leasehold", "version": version,
+                 "description": "Lease-based job scheduler over Redis."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Leasehold API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script></body></html>
+"""
+DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#ui'});\n"
+
+
+def swagger_static() -> Path | None:
+    """Swagger UI's files from the openapi-ui-bundles package (no CDN)."""
+    try:
+        from openapi_ui_bundles import swagger_ui
+    except ImportError:
+        return None
+    return Path(swagger_ui.static_path)
+
+
+def install(app: web.Application, router: Router, version: str) -> None:
+    document = build(router, version)
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    async def docs(request: web.Request) -> web.Response:
+        return web.Response(text=DOCS_PAGE, content_type="text/html")
+
+    async def docs_init(request: web.Request) -> web.Response:
+        return web.Response(text=DOCS_INIT, content_type="application/javascript")
+
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", docs)
+    app.router.add_get("/docs/init.js", docs_init)
+    static = swagger_static()
+    if static is not None:
+        app.router.add_static("/docs/static", static)

@@ -1,0 +1,74 @@
+"""A route table that also records each route's roles and models, for auth and OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC: tuple[str, ...] = ()
+READERS = ("admin", "submitter", "viewer")
+PRODUCERS = ("admin", "submitter")
+WORKERS = ("admin", "worker")
+ADMIN = ("admin",)
+REGISTRATION = "registration"  # a one-time registration token (or admin) may call
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: Handler
+    roles: tuple[str, ...]
+    summary: str
+    tag: str
+    body: Any = None
+    response: Any = None
+    status: int = 200
+    query: dict[str, str] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+
+
+class Router:
+    """Collects routes with their metadata; ``install`` adds them to an application."""
+
+    def __init__(self) -> None:
+        self.specs: list[RouteSpec] = []
+        self._by_handler: dict[Handler, RouteSpec] = {}
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        roles: tuple[str, ...],
+        summary: str,
+        tag: str,
+        body: Any = None,
+        response: Any = None,
+        status: int = 200,
+        query: dict[str, str] | None = None,
+        errors: tuple[int, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            spec = RouteSpec(method, path, handler, roles, summary, tag, body, response, status,
+                             query or {}, errors)
+            self.specs.append(spec)
+            self._by_handler[handler] = spec
+            return handler
+
+        return register
+
+    def spec_for(self, handler: Handler) -> RouteSpec | None:
+        return self._by_handler.get(handler)
+
+    def install(self, app: web.Application) -> None:
+        for spec in self.specs:
+            app.router.add_route(spec.method, spec.path, spec.handler)
+
+
+router = Router()

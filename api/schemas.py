@@ -1,0 +1,189 @@
+"""HTTP request and response bodies that are not scheduler models (SPEC §4 shapes)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, JsonValue
+
+from scheduler.models import Claim, Job, JobSpec, Label, Lease, QueueName, Strict, Worker
+
+Ttl = Annotated[float, Field(gt=0, le=86400)]
+LeaseId = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine code, e.g. lease_expired")
+    message: str
+    request_id: str
+    details: list[JsonValue] | None = None
+
+
+class SubmittedJob(Job):
+    deduplicated: bool = False
+
+
+class BulkSubmit(Strict):
+    jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
+
+
+class BulkSubmitted(BaseModel):
+    jobs: list[SubmittedJob]
+
+
+class JobPage(BaseModel):
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class Accepted(BaseModel):
+    id: str
+    status: str
+    previous_status: str | None = None
+
+
+class Ok(BaseModel):
+    ok: bool = True
+
+
+class ClaimRequest(Strict):
+    worker_id: str | None = Field(default=None, max_length=128)
+    labels: list[Label] = Field(default_factory=list, max_length=64)
+    lease_ttl_secs: Ttl | None = None
+    queues: list[QueueName] = Field(default_factory=lambda: ["default"], min_length=1,
+                                    max_length=16)
+    max_jobs: int | None = Field(default=None, ge=1, le=100)
+    wait_secs: float = Field(default=0, ge=0, le=30)
+
+
+class ClaimBatchReply(BaseModel):
+    claims: list[Claim]
+
+
+class LeaseHeartbeat(Strict):
+    lease_ttl_secs: Ttl | None = None
+    progress: int | None = Field(default=None, ge=0, le=100)
+    message: str | None = Field(default=None, max_length=4096)
+
+
+class HeartbeatReply(BaseModel):
+    lease: Lease
+    cancelled: bool
+
+
+class Complete(Strict):
+    outputs: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Fail(Strict):
+    error: str = Field(max_length=65536)
+    retryable: bool = False
+
+
+class FailReply(BaseModel):
+    will_retry: bool
+    retry_at_ms: int | None = None
+
+
+class BatchHeartbeatItem(LeaseHeartbeat):
+    lease_id: LeaseId
+
+
+class BatchHeartbeat(Strict):
+    leases: list[BatchHeartbeatItem] = Field(min_length=1, max_length=1000)
+
+
+class BatchCompleteItem(Complete):
+    lease_id: LeaseId
+
+
+class BatchComplete(Strict):
+    completions: list[BatchCompleteItem] = Field(min_length=1, max_length=1000)
+
+
+class BatchFailItem(Fail):
+    lease_id: LeaseId
+
+
+class BatchFail(Strict):
+    failures: list[BatchFailItem] = Field(min_length=1, max_length=1000)
+
+
+class LeaseResult(BaseModel):
+    lease_id: str
+    ok: bool
+    expires_at_ms: int | None = None
+    cancelled: bool | None = None
+    will_retry: bool | None = None
+    retry_at_ms: int | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+class LeaseResults(BaseModel):
+    results: list[LeaseResult]
+
+
+class Register(Strict):
+    worker_id: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    labels: list[Label] = Field(default_factory=list, max_length=64)
+    version: str | None = Field(default=None, max_length=64)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class WorkerConfig(BaseModel):
+    heartbeat_interval_secs: float
+    lease_ttl_secs: float
+
+
+class Registered(BaseModel):
+    worker_id: str
+    worker_token: str
+    config: WorkerConfig
+
+
+class WorkerHeartbeat(Strict):
+    status: str | None = Field(default=None, max_length=32)
+    version: str | None = Field(default=None, max_length=64)
+    running_jobs: int | None = Field(default=None, ge=0, le=100_000)
+    resource_usage: dict[str, JsonValue] | None = None
+
+
+class WorkerHeartbeatReply(BaseModel):
+    drain: bool
+
+
+class Deleted(BaseModel):
+    deleted: bool = True
+    leases_released: int = 0
+
+
+class WorkerList(BaseModel):
+    workers: list[Worker]
+
+
+class TokenRequest(Strict):
+    role: str = Field(description="admin, submitter, viewer or metrics")
+    name: str = Field(min_length=1, max_length=128)
+
+
+class TokenIssued(BaseModel):
+    id: str
+    token: str = Field(description="shown once; only its SHA-256 is stored")
+    role: str
+
+
+class RegistrationTokenRequest(Strict):
+    ttl_secs: float = Field(default=3600, gt=0, le=86400)
+    uses: int = Field(default=1, ge=1, le=10_000)
+
+
+class RegistrationTokenIssued(BaseModel):
+    id: str
+    token: str
+    expires_at_ms: int
+
+
+class Health(BaseModel):
+    status: str

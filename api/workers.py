@@ -1,0 +1,109 @@
+"""Worker routes: register, worker heartbeat, list, get, revoke, drain and undrain."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.appkeys import SERVICES, SETTINGS
+from api.http import REGISTRATION_TOKEN, principal, read_model, respond
+from api.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
+from api.schemas import (
+    Deleted,
+    Register,
+    Registered,
+    WorkerConfig,
+    WorkerHeartbeat,
+    WorkerHeartbeatReply,
+)
+from scheduler import errors
+from scheduler.auth import Principal
+from scheduler.models import Worker, WorkerStatus
+
+
+@router.route("POST", "/api/workers/register", roles=(*ADMIN, REGISTRATION), tag="workers",
+              body=Register, response=Registered, status=201,
+              summary="Register a worker with a one-time registration token (or admin); the "
+              "worker token in the reply is shown once", errors=(400, 401, 409))
+async def register(request: web.Request) -> web.Response:
+    body = await read_model(request, Register)
+    settings = request.app[SETTINGS]
+    registration_token: str | None = request.get(REGISTRATION_TOKEN)
+    worker, token = await request.app[SERVICES].workers.register(
+        registration_token, body.worker_id, body.name, body.labels, body.version, body.metadata)
+    ttl = settings.default_lease_ttl_secs
+    config = WorkerConfig(heartbeat_interval_secs=round(ttl / 3, 3), lease_ttl_secs=ttl)
+    return respond(Registered(worker_id=worker.worker_id, worker_token=token, config=config), 201)
+
+
+def _own_worker(caller: Principal, worker_id: str) -> None:
+    if caller.role == "worker" and caller.worker_id != worker_id:
+        raise errors.Forbidden("a worker token acts only for its own worker")
+
+
+async def _heartbeat(request: web.Request, worker_id: str) -> web.Response:
+    _own_worker(principal(request), worker_id)
+    body = await read_model(request, WorkerHeartbeat, optional=True)
+    drain = await request.app[SERVICES].workers.heartbeat(
+        worker_id, body.version, body.running_jobs, body.resource_usage)
+    return respond(WorkerHeartbeatReply(drain=drain))
+
+
+@router.route("POST", "/api/workers/{id}/heartbeat", roles=WORKERS, tag="workers",
+              body=WorkerHeartbeat, response=WorkerHeartbeatReply,
+              summary="Mark the worker online; drain: true asks it to stop claiming",
+              errors=(400, 401, 403, 404))
+async def worker_heartbeat(request: web.Request) -> web.Response:
+    return await _heartbeat(request, request.match_info["id"])
+
+
+@router.route("POST", "/api/workers/heartbeat", roles=WORKERS, tag="workers",
+              body=WorkerHeartbeat, response=WorkerHeartbeatReply,
+              summary="Worker heartbeat naming the worker by its token or X-Worker-ID",
+              errors=(400, 401, 403, 404))
+async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
+    worker_id = principal(request).worker_id or request.headers.get("X-Worker-ID", "")
+    if not worker_id:
+        raise errors.InvalidArgument("send X-Worker-ID (or use a worker token)")
+    return await _heartbeat(request, worker_id)
+
+
+@router.route("GET", "/api/workers", roles=READERS, tag="workers", response=list[Worker],
+              query={"status": "online, offline or draining", "label": "a label"},
+              summary="List workers (bare JSON array, as seed 003)", errors=(400, 401, 403))
+async def list_workers(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in WorkerStatus}:
+        raise errors.InvalidArgument("status must be online, offline or draining")
+    workers = await request.app[SERVICES].workers.list(status, request.query.get("label"))
+    return respond(workers if workers else [])
+
+
+@router.route("GET", "/api/workers/{id}", roles=(*READERS, "worker"), tag="workers",
+              response=Worker, summary="Get a worker", errors=(401, 403, 404))
+async def get_worker(request: web.Request) -> web.Response:
+    worker_id = request.match_info["id"]
+    _own_worker(principal(request), worker_id)
+    return respond(await request.app[SERVICES].workers.get(worker_id))
+
+
+@router.route("DELETE", "/api/workers/{id}", roles=ADMIN, tag="workers", response=Deleted,
+              summary="Revoke a worker: its token fails at once and its leases go back to "
+              "the queue without using an attempt", errors=(401, 403, 404))
+async def revoke_worker(request: web.Request) -> web.Response:
+    released = await request.app[SERVICES].workers.revoke(request.match_info["id"])
+    return respond(Deleted(leases_released=released))
+
+
+@router.route("POST", "/api/workers/{id}/drain", roles=ADMIN, tag="workers", response=Worker,
+              summary="Stop giving the worker jobs; its heartbeat says drain: true",
+              errors=(401, 403, 404))
+async def drain(request: web.Request) -> web.Response:
+    return respond(await request.app[SERVICES].workers.set_drain(request.match_info["id"], True))
+
+
+@router.route("POST", "/api/workers/{id}/undrain", roles=ADMIN, tag="workers", response=Worker,
+              summary="Let a drained worker claim again", errors=(401, 403, 404))
+async def undrain(request: web.Request) -> web.Response:
+    return respond(await request.app[SERVICES].workers.set_drain(request.match_info["id"], False))
+
+

@@ -1,0 +1,108 @@
+"""Tokens and principals: admin tokens from settings; API and registration tokens in Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import cast
+
+from redis.asyncio import Redis
+
+from scheduler import codec, errors
+from scheduler.keys import Keyspace, new_token
+from scheduler.scripts import Scripts
+
+ROLES = ("admin", "submitter", "viewer", "worker", "metrics")
+API_ROLES = ("admin", "submitter", "viewer", "metrics")
+MAX_REGISTRATION_TTL_SECS = 86400
+
+
+def digest(token: str) -> str:
+    """What Redis stores instead of a token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret(prefix: str) -> str:
+    """A 256-bit random token; the prefix says its kind to people and secret scanners."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: ``role`` decides what they may do; ``worker_id`` which leases are theirs."""
+
+    kind: str
+    role: str
+    id: str = ""
+    name: str = ""
+    worker_id: str = ""
+    drain: bool = False
+
+    @property
+    def lease_owner(self) -> str:
+        """The worker id leases are checked against; "" (no check) for non-workers."""
+        return self.worker_id if self.role == "worker" else ""
+
+
+ANONYMOUS_ADMIN = Principal(kind="anonymous", role="admin", name="auth off")
+
+
+class TokenStore:
+    """Checks presented tokens and issues API and registration tokens (stored hashed only)."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, keys: Keyspace,
+                 admin_tokens: list[str]) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.keys = keys
+        self._admin_digests = {digest(token) for token in admin_tokens if token}
+
+    async def authenticate(self, token: str) -> Principal | None:
+        token_digest = digest(token)
+        if token_digest in self._admin_digests:
+            return Principal(kind="admin", role="admin", name="admin token")
+        reply = await self.scripts.authenticate(self.keys, token_digest)
+        if reply[0] != "OK":
+            return None
+        _, kind, role, token_id, name, worker_id, drain = reply
+        return Principal(kind=kind, role=role, id=token_id, name=name, worker_id=worker_id,
+                         drain=bool(int(drain)))
+
+    async def create_api_token(self, role: str, name: str) -> tuple[str, str]:
+        """Returns (id, token); the token is shown once and never stored."""
+        if role not in API_ROLES:
+            raise errors.InvalidArgument(f"role must be one of {', '.join(API_ROLES)}")
+        token_id, token = new_token(), new_secret("lha_")
+        token_digest = digest(token)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.token(token_digest), items=[
+                "kind", "api", "role", role, "id", token_id, "name", name])
+            pipe.hset(self.keys.api_tokens, token_id, token_digest)
+            await pipe.execute()
+        return token_id, token
+
+    async def delete_api_token(self, token_id: str) -> None:
+        token_digest = cast(str | None, await self.redis.hget(self.keys.api_tokens, token_id))
+        if token_digest is None:
+            raise errors.JobNotFound("no such token", token_id=token_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.token(token_digest))
+            pipe.hdel(self.keys.api_tokens, token_id)
+            await pipe.execute()
+
+    async def create_registration_token(self, ttl_secs: float, uses: int) -> tuple[str, str, int]:
+        """Returns (id, token, expires_at_ms) for a token that registers ``uses`` workers."""
+        if not 0 < ttl_secs <= MAX_REGISTRATION_TTL_SECS:
+            raise errors.InvalidArgument(f"ttl_secs must be in (0, {MAX_REGISTRATION_TTL_SECS}]")
+        if not 1 <= uses <= 10_000:
+            raise errors.InvalidArgument("uses must be 1..10000")
+        token_id, token = new_token(), new_secret("lhr_")
+        sec, usec = await self.redis.time()
+        expires_at_ms = int(sec) * 1000 + int(usec) // 1000 + codec.ms(ttl_secs)
+        key = self.keys.regtoken(digest(token))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, items=["id", token_id, "uses_left", uses])
+            pipe.pexpireat(key, expires_at_ms)
+            await pipe.execute()
+        return token_id, token, expires_at_ms

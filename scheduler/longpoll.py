@@ -1,0 +1,137 @@
+"""Long-poll claims: one Redis subscription per process wakes claimers when jobs get ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass, field
+
+import structlog
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from scheduler.core import ClaimBatch, Scheduler
+
+log = structlog.get_logger("leasehold.longpoll")
+
+MAX_WAIT_SECS = 30.0
+
+
+@dataclass(eq=False)
+class _Waiter:
+    queues: list[str]
+    group: str
+    future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
+                                         .create_future())
+
+
+class ReadyWaiters:
+    """Idle claimers wait on futures, not on Redis; scripts PUBLISH "<queue prefix>ready" <n>.
+
+    Waiters with the same queues and labels are interchangeable, so a message that n jobs got
+    ready wakes the n oldest waiters of each such group: a group that cannot take the jobs
+    goes back to sleep after one cheap claim, a group that can takes them.
+    """
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self._groups: dict[str, dict[str, deque[_Waiter]]] = {}
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        ns = scheduler.keys.namespace
+        self._pattern = f"{{{ns}:*}}:ready"
+        self._head, self._tail = f"{{{ns}:", "}:ready"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="leasehold-ready-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(dq) for groups in self._groups.values() for dq in groups.values())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                self._pubsub = self.scheduler.redis.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.psubscribe(self._pattern)
+                self.wake_all()  # anything published while we were not listening
+                async for message in self._pubsub.listen():
+                    self._on_message(message["channel"], message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("ready_listener_lost", error=str(exc))
+                await asyncio.sleep(0.5)
+
+    def _on_message(self, channel: str, data: str) -> None:
+        if channel.startswith(self._head) and channel.endswith(self._tail):
+            queue = channel[len(self._head):-len(self._tail)]
+            self.wake(queue, int(data) if str(data).isdigit() else 1)
+
+    def wake(self, queue: str, count: int) -> None:
+        for dq in self._groups.get(queue, {}).values():
+            woken = 0
+            while dq and woken < count:
+                waiter = dq.popleft()
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+                    woken += 1
+
+    def wake_all(self) -> None:
+        for queue in list(self._groups):
+            self.wake(queue, 1 << 30)
+
+    def _add(self, queues: list[str], group: str) -> _Waiter:
+        waiter = _Waiter(queues=queues, group=group)
+        for queue in queues:
+            self._groups.setdefault(queue, {}).setdefault(group, deque()).append(waiter)
+        return waiter
+
+    def _remove(self, waiter: _Waiter) -> None:
+        for queue in waiter.queues:
+            groups = self._groups.get(queue)
+            if groups is None:
+                continue
+            dq = groups.get(waiter.group)
+            if dq is not None:
+                with contextlib.suppress(ValueError):
+                    dq.remove(waiter)
+                if not dq:
+                    del groups[waiter.group]
+            if not groups:
+                del self._groups[queue]
+
+    async def claim(
+        self,
+        worker_id: str,
+        labels: list[str],
+        queues: list[str],
+        lease_ttl_secs: float | None,
+        max_jobs: int,
+        wait_secs: float,
+    ) -> ClaimBatch:
+        """Claims now; if nothing is there, waits up to ``wait_secs`` for a job to get ready."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(wait_secs, MAX_WAIT_SECS)
+        group = f"{','.join(queues)}|{','.join(sorted(set(labels)))}"
+        while True:
+            waiter = self._add(queues, group)  # before the claim, so no wake-up is missed
+            try:
+                batch = await self.scheduler.claim(worker_id, labels, queues, lease_ttl_secs,
+                                                   max_jobs)
+                remaining = deadline - loop.time()
+                if batch.claims or remaining <= 0:
+                    return batch
+                if batch.next_due_ms is not None and batch.now_ms is not None:
+                    remaining = min(remaining, max(0.0, (batch.next_due_ms - batch.now_ms) / 1000))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter.future), timeout=remaining)
+            finally:
+                self._remove(waiter)

@@ -1,0 +1,161 @@
+"""``WorkerRegistry``: registration, heartbeats, drain, revocation and offline marking of agents."""
+
+from __future__ import annotations
+
+import re
+from typing import cast
+
+import orjson
+from pydantic import JsonValue
+from redis.asyncio import Redis
+
+from scheduler import codec, errors
+from scheduler.auth import digest, new_secret
+from scheduler.config import Settings
+from scheduler.core import Scheduler
+from scheduler.keys import new_token
+from scheduler.models import Worker, WorkerStatus
+from scheduler.scripts import raise_for
+
+WORKER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+SWEEP_BATCH = 500
+
+
+class WorkerRegistry:
+    """Worker records live under the namespace's hash tag; tokens are stored as SHA-256 only."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.redis: Redis = scheduler.redis
+        self.keys = scheduler.keys
+        self.scripts = scheduler.scripts
+        self.settings: Settings = scheduler.settings
+
+    @property
+    def offline_ms(self) -> int:
+        return codec.ms(self.settings.worker_offline_secs)
+
+    async def register(
+        self,
+        registration_token: str | None,
+        worker_id: str | None,
+        name: str | None,
+        labels: list[str],
+        version: str | None = None,
+        metadata: dict[str, JsonValue] | None = None,
+    ) -> tuple[Worker, str]:
+        """Returns the worker and its token (shown once). ``registration_token`` None = admin."""
+        worker_id = worker_id or f"w-{new_token()}"
+        if not WORKER_ID.match(worker_id):
+            raise errors.InvalidArgument("worker_id must match " + WORKER_ID.pattern)
+        token = new_secret("lhw_")
+        reply = await self.scripts.register(
+            self.keys, digest(registration_token) if registration_token else None, worker_id,
+            name or worker_id, codec.dumps(sorted(set(labels))), version or "",
+            codec.dumps(metadata or {}), self.offline_ms, digest(token))
+        raise_for(reply, worker_id=worker_id)
+        return await self.get(worker_id), token
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        version: str | None = None,
+        running_jobs: int | None = None,
+        resource_usage: dict[str, JsonValue] | None = None,
+    ) -> bool:
+        """Marks the worker alive; returns whether it should drain."""
+        usage = codec.dumps(resource_usage) if resource_usage is not None else None
+        reply = await self.scripts.worker_heartbeat(self.keys, worker_id, version, running_jobs,
+                                                    usage)
+        if reply[0] == "NOT_FOUND":
+            raise errors.JobNotFound("no such worker", worker_id=worker_id)
+        return bool(int(reply[1]))
+
+    async def get(self, worker_id: str) -> Worker:
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.worker(worker_id)))
+        if not record:
+            raise errors.JobNotFound("no such worker", worker_id=worker_id)
+        return _worker(record)
+
+    async def list(self, status: str | None = None, label: str | None = None) -> list[Worker]:
+        ids = cast(list[str], await self.redis.zrange(self.keys.workers, 0, -1))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in ids:
+                pipe.hgetall(self.keys.worker(worker_id))
+            records = cast(list[dict[str, str]], await pipe.execute())
+        workers = [_worker(record) for record in records if record]
+        return [w for w in workers
+                if (status is None or w.status == status) and (label is None or label in w.labels)]
+
+    async def set_drain(self, worker_id: str, drain: bool) -> Worker:
+        worker = await self.get(worker_id)
+        status = WorkerStatus.DRAINING if drain else WorkerStatus.ONLINE
+        if worker.status == WorkerStatus.OFFLINE:
+            status = WorkerStatus.OFFLINE
+        await self.redis.hset(self.keys.worker(worker_id),
+                              items=["drain", "1" if drain else "0", "status", status.value])
+        return await self.get(worker_id)
+
+    async def revoke(self, worker_id: str) -> int:
+        """Deletes the worker and its token at once; its leases go back without using an attempt.
+
+        Returns the number of leases released.
+        """
+        key = self.keys.worker(worker_id)
+        record = cast(dict[str, str], await self.redis.hgetall(key))
+        if not record:
+            raise errors.JobNotFound("no such worker", worker_id=worker_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.token(record.get("token_digest", "")), key)
+            pipe.zrem(self.keys.workers, worker_id)
+            pipe.hdel(self.keys.worker_names, record.get("name", ""))
+            await pipe.execute()
+        return await self._release_leases_of(worker_id)
+
+    async def _release_leases_of(self, worker_id: str) -> int:
+        released = 0
+        for queue in await self.scheduler.queues():
+            q = self.scheduler.queue_keys(queue)
+            job_ids = cast(list[str], await self.redis.zrange(q.leases, 0, -1))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hmget(q.job(job_id), ["worker_id", "lease_id"])
+                owners = cast(list[list[str | None]], await pipe.execute())
+            for owner, lease_id in owners:
+                if owner == worker_id and lease_id:
+                    try:
+                        await self.scheduler.release(lease_id, worker_id)
+                        released += 1
+                    except errors.LeaseLost:
+                        pass  # it ended on its own meanwhile
+        return released
+
+    async def sweep(self, now_ms: int | None = None) -> int:
+        """Marks silent workers offline; returns how many changed."""
+        marked, offset = 0, 0
+        while offset >= 0:
+            reply = await self.scripts.sweep_workers(self.keys, self.offline_ms, offset,
+                                                     SWEEP_BATCH, now_ms)
+            marked += int(reply[1])
+            offset = int(reply[2])
+        return marked
+
+
+def _json(value: str | None) -> dict[str, JsonValue]:
+    parsed = orjson.loads(value) if value else {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _worker(record: dict[str, str]) -> Worker:
+    return Worker(
+        worker_id=record["worker_id"],
+        name=record.get("name") or record["worker_id"],
+        labels=orjson.loads(record.get("labels") or "[]"),
+        version=record.get("version") or None,
+        status=WorkerStatus(record.get("status", "offline")),
+        registered_at_ms=int(record["registered_at_ms"]),
+        last_heartbeat_ms=int(record["last_heartbeat_ms"]),
+        running_jobs=int(record.get("running_jobs") or 0),
+        metadata=_json(record.get("metadata")),
+        resource_usage=_json(record.get("resource_usage")),
+    )
