@@ -8,7 +8,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from api.http import BadRequest
+from api.http import REQUEST_ID, BadRequest
 from scheduler import errors
 
 log = structlog.get_logger("leasehold.api")
@@ -39,7 +39,7 @@ def error_response(status: int, code: str, message: str, request: web.Request,
                    headers: dict[str, str] | None = None,
                    extra: dict[str, Any] | None = None) -> web.Response:
     body = {"error": code, "message": message, **(extra or {}),
-            "request_id": request.get("request_id", "")}
+            "request_id": request.get(REQUEST_ID, "")}
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
                         headers=headers)
 

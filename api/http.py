@@ -12,8 +12,9 @@ from scheduler.auth import Principal
 from scheduler.errors import InvalidArgument
 
 M = TypeVar("M", bound=BaseModel)
-PRINCIPAL = "leasehold.principal"
-REGISTRATION_TOKEN = "leasehold.registration_token"
+PRINCIPAL = web.RequestKey("principal", Principal)
+REGISTRATION_TOKEN = web.RequestKey("registration_token", str)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 class BadRequest(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from api.appkeys import ROUTER, SERVICES, SETTINGS
 from api.errors import error_response
-from api.http import PRINCIPAL, REGISTRATION_TOKEN
+from api.http import PRINCIPAL, REGISTRATION_TOKEN, REQUEST_ID
 from api.routing import REGISTRATION
 from scheduler.auth import ANONYMOUS_ADMIN, Principal
 
@@ -24,7 +25,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500
@@ -34,6 +35,9 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
         if not response.prepared:
             response.headers["X-Request-ID"] = request_id
         return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away first
+        raise
     finally:
         route = request.match_info.route.resource
         log.info("request", method=request.method,

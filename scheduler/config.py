@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    redis_max_connections: int = Field(
+        default=10, ge=2, le=10_000, validation_alias=_env("REDIS_MAX_CONNECTIONS")
+    )
     redis_cluster: bool = Field(default=False, validation_alias=_env("REDIS_CLUSTER"))
     namespace: str = Field(
         default="lh", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_env("NAMESPACE")

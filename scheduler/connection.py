@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from scheduler.config import Settings
@@ -22,7 +22,7 @@ def _fake_server() -> Any:
     return _FAKE_SERVERS[0]
 
 
-def connect(url: str, cluster: bool = False) -> Redis:
+def connect(url: str, cluster: bool = False, max_connections: int = 10) -> Redis:
     """A client with decoded replies; Cluster clients are typed as Redis (same command surface)."""
     if url == FAKE_URL:
         import fakeredis  # only the embedded fallback needs it
@@ -30,12 +30,17 @@ def connect(url: str, cluster: bool = False) -> Redis:
         fake: Redis = fakeredis.FakeAsyncRedis(server=_fake_server(), decode_responses=True)
         return fake
     if cluster:
-        client: Redis = RedisCluster.from_url(url, decode_responses=True)  # type: ignore[assignment]
+        client: Redis = RedisCluster.from_url(  # type: ignore[assignment]
+            url, decode_responses=True, max_connections=max_connections)
         return client
-    return Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    # A blocking pool: a burst of requests waits for a connection instead of opening hundreds.
+    pool = BlockingConnectionPool.from_url(url, decode_responses=True, timeout=10,
+                                           max_connections=max_connections,
+                                           health_check_interval=30)
+    return Redis(connection_pool=pool)
 
 
 def connect_settings(settings: Settings) -> Redis:
     if settings.redis_url is None:
         raise ValueError("LEASEHOLD_REDIS_URL is not set")
-    return connect(settings.redis_url, settings.redis_cluster)
+    return connect(settings.redis_url, settings.redis_cluster, settings.redis_max_connections)
