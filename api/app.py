@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import jobs, leases, openapi, ops, workers  # noqa: F401  (registers routes on the router)
+from api import jobs, leases, logs, openapi, ops, workers  # noqa: F401  (they register routes)
 from api.appkeys import ROUTER, SERVICES, SETTINGS
 from api.errors import error_middleware
 from api.middleware import auth_middleware, request_context
 from api.routing import router
+from api.sse import LIVE_STREAMS, close_live_streams
 from scheduler.config import Settings
 from scheduler.service import open_services
 
@@ -37,6 +39,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[ROUTER] = router
+    app[LIVE_STREAMS] = weakref.WeakSet()
+    app.on_shutdown.append(close_live_streams)
     app.cleanup_ctx.append(_services_ctx)
     router.install(app)
     openapi.install(app, router, package_version())

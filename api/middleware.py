@@ -64,6 +64,15 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         response = await handler(request)
         return response
     token = presented_token(request)
+    ticket = request.query.get("ticket")
+    if token is None and ticket and spec.sse:
+        from_ticket = await request.app[SERVICES].tokens.check_ticket(ticket, request.path)
+        if from_ticket is None:
+            return error_response(401, "unauthorized", "invalid or expired stream ticket",
+                                  request)
+        request[PRINCIPAL] = from_ticket
+        response = await handler(request)
+        return response
     if token is None:
         return error_response(401, "unauthorized", "missing token: send Authorization: Bearer "
                               "<token> (or X-Worker-ID and X-Worker-Token)", request,

@@ -31,6 +31,7 @@ class RouteSpec:
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
+    sse: bool = False  # answers text/event-stream; a stream ticket may stand in for a token
 
 
 class Router:
@@ -53,10 +54,11 @@ class Router:
         status: int = 200,
         query: dict[str, str] | None = None,
         errors: tuple[int, ...] = (),
+        sse: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             spec = RouteSpec(method, path, handler, roles, summary, tag, body, response, status,
-                             query or {}, errors)
+                             query or {}, errors, sse)
             self.specs.append(spec)
             self._by_handler[handler] = spec
             return handler

@@ -16,6 +16,7 @@ from scheduler.scripts import Scripts
 ROLES = ("admin", "submitter", "viewer", "worker", "metrics")
 API_ROLES = ("admin", "submitter", "viewer", "metrics")
 MAX_REGISTRATION_TTL_SECS = 86400
+STREAM_TICKET_TTL_SECS = 60.0
 
 
 def digest(token: str) -> str:
@@ -90,6 +91,31 @@ class TokenStore:
             pipe.delete(self.keys.token(token_digest))
             pipe.hdel(self.keys.api_tokens, token_id)
             await pipe.execute()
+
+    async def create_stream_ticket(self, who: Principal, path: str,
+                                   ttl_secs: float = STREAM_TICKET_TTL_SECS) -> tuple[str, int]:
+        """A short-lived ticket that authenticates GET ``path`` only (EventSource sends no headers).
+
+        Returns (ticket, expires_at_ms). It may be reused until it expires, so a browser's
+        automatic reconnect works.
+        """
+        ticket = new_secret("lht_")
+        sec, usec = await self.redis.time()
+        expires_at_ms = int(sec) * 1000 + int(usec) // 1000 + codec.ms(ttl_secs)
+        key = self.keys.ticket(digest(ticket))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, items=["kind", who.kind, "role", who.role, "id", who.id,
+                                  "worker_id", who.worker_id, "path", path])
+            pipe.pexpireat(key, expires_at_ms)
+            await pipe.execute()
+        return ticket, expires_at_ms
+
+    async def check_ticket(self, ticket: str, path: str) -> Principal | None:
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.ticket(digest(ticket))))
+        if not record or record.get("path") != path:
+            return None
+        return Principal(kind=record["kind"], role=record["role"], id=record.get("id", ""),
+                         worker_id=record.get("worker_id", ""))
 
     async def create_registration_token(self, ttl_secs: float, uses: int) -> tuple[str, str, int]:
         """Returns (id, token, expires_at_ms) for a token that registers ``uses`` workers."""

@@ -255,7 +255,7 @@ class Scheduler:
         message: str | None = None,
         now_ms: int | None = None,
     ) -> Heartbeat:
-        job_id, q = self._lease_target(lease_id)
+        job_id, q = self.lease_target(lease_id)
         ttl_ms = codec.ms(lease_ttl_secs) if lease_ttl_secs is not None else None
         reply = await self.scripts.heartbeat(q, job_id, lease_id, worker_id, ttl_ms, progress,
                                              message, now_ms)
@@ -276,7 +276,7 @@ class Scheduler:
         outputs: dict[str, JsonValue] | None = None,
         now_ms: int | None = None,
     ) -> None:
-        job_id, q = self._lease_target(lease_id)
+        job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.complete(q, job_id, lease_id, worker_id,
                                             codec.dumps(outputs or {}), now_ms)
         raise_for(reply, lease_id=lease_id)
@@ -289,7 +289,7 @@ class Scheduler:
         retryable: bool = False,
         now_ms: int | None = None,
     ) -> FailOutcome:
-        job_id, q = self._lease_target(lease_id)
+        job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.fail(q, job_id, lease_id, worker_id, error, retryable, now_ms)
         raise_for(reply, lease_id=lease_id)
         if reply[0] == "RETRY":
@@ -297,11 +297,11 @@ class Scheduler:
         return FailOutcome(will_retry=False)
 
     async def release(self, lease_id: str, worker_id: str = "", now_ms: int | None = None) -> None:
-        job_id, q = self._lease_target(lease_id)
+        job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.release(q, job_id, lease_id, worker_id, now_ms)
         raise_for(reply, lease_id=lease_id)
 
-    def _lease_target(self, lease_id: str) -> tuple[str, QueueKeys]:
+    def lease_target(self, lease_id: str) -> tuple[str, QueueKeys]:
         job_id = job_of_lease(lease_id)
         if job_id is None:
             raise errors.LeaseNotFound("no such lease", lease_id=lease_id)

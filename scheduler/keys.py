@@ -132,6 +132,9 @@ class Keyspace:
         """HASH token id -> digest of every API token (for listing and deleting by id)."""
         return self.global_prefix + "api-tokens"
 
+    def ticket(self, digest: str) -> str:
+        return self.global_prefix + "ticket:" + digest
+
     def regtoken(self, digest: str) -> str:
         return self.global_prefix + "regtoken:" + digest
 

@@ -187,6 +187,14 @@ class Scripts:
         args = [_now(now_ms), self.events_maxlen, batch, random.randrange(1, 2**31)]
         return await self._call("reap", keys, args)
 
+    async def append_logs(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, log_maxlen: int,
+        count: int, flat_chunks: list[str | int], now_ms: int | None,
+    ) -> Reply:
+        """``flat_chunks``: per chunk sequence ("" = none), stream, data, timestamp_ms ("")."""
+        args = [_now(now_ms), job_id, lease_id, worker_id, log_maxlen, count, *flat_chunks]
+        return await self._call("append_logs", [q.meta], args)
+
     async def promote(self, q: QueueKeys, batch: int, now_ms: int | None) -> Reply:
         return await self._call("promote", [q.meta, q.delayed, q.labelsets], [_now(now_ms), batch])
 

@@ -12,7 +12,10 @@ from scheduler.auth import TokenStore
 from scheduler.config import Settings
 from scheduler.connection import connect_settings
 from scheduler.core import Scheduler
+from scheduler.connection import connect
+from scheduler.logs import LogStore
 from scheduler.longpoll import ReadyWaiters
+from scheduler.streams import StreamHub
 from scheduler.workers import WorkerRegistry
 
 log = structlog.get_logger("leasehold")
@@ -25,9 +28,12 @@ class Services:
     workers: WorkerRegistry
     tokens: TokenStore
     waiters: ReadyWaiters
+    hub: StreamHub
+    logs: LogStore
 
     async def close(self) -> None:
         await self.waiters.stop()
+        await self.hub.close()
         await self.redis.aclose()
 
     async def ready(self) -> bool:
@@ -47,7 +53,10 @@ async def open_services(settings: Settings) -> Services:
     tokens = TokenStore(redis, scheduler.scripts, scheduler.keys, admin_tokens)
     waiters = ReadyWaiters(scheduler)
     await waiters.start()
-    return Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters)
+    url = settings.redis_url or ""
+    hub = StreamHub(lambda: connect(url, settings.redis_cluster, max_connections=2))
+    return Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters, hub,
+                    LogStore(scheduler, hub))
 
 
 async def warn_about_eviction(redis: Redis) -> None:

@@ -8,6 +8,8 @@ local function finish(ctx, job_key, id, status, from)
   redis.call("ZADD", ctx.P .. "done", ctx.now + ttl, id)
   -- The reaper purges at now + ttl; these expiries are the backstop when no reaper runs.
   redis.call("PEXPIRE", job_key, ttl + 3600000)
+  -- The end marker lets live log viewers stop exactly after the last chunk.
+  redis.call("XADD", ctx.P .. "log:" .. id, "*", "end", status)
   redis.call("PEXPIRE", ctx.P .. "log:" .. id, ttl + 3600000)
   if f[2] and f[2] ~= "" then
     local unique_key = ctx.P .. "unique:" .. f[2]

@@ -1,0 +1,183 @@
+"""Log routes: fenced push, paged read, live SSE tail; the job events stream; stream tickets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Literal
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import sse_response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.appkeys import SERVICES
+from api.http import principal, query_int, read_model, respond
+from api.routing import READERS, WORKERS, router
+from api.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
+from scheduler import errors
+from scheduler.keys import QUEUE_NAME
+from scheduler.logs import MAX_READ, LogChunk, NewChunk, SubscriberTooSlow, check_entry_id
+from scheduler.models import Strict
+
+StreamName = Literal["stdout", "stderr", "system"]
+
+
+class ChunkIn(BaseModel):
+    """One chunk as a worker sends it; seed 003's own job_id/workflow_id are ignored (the lease
+    decides the job)."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: Annotated[str, Field(max_length=1_000_000)]
+    stream: StreamName = "stdout"
+    sequence: int | None = Field(default=None, ge=0)
+    timestamp_ms: int | None = Field(default=None, ge=0)
+    job_id: str | None = None
+    workflow_id: str | None = None
+
+
+class LogPush(Strict):
+    """``{"chunks": [...]}`` (seed 003) or ``{"log_chunk", "stream_type"}`` (seed 000)."""
+
+    chunks: list[ChunkIn] | None = Field(default=None, max_length=10_000)
+    log_chunk: str | None = Field(default=None, max_length=1_000_000)
+    stream_type: StreamName = "stdout"
+
+    def new_chunks(self) -> list[NewChunk]:
+        if self.chunks is not None:
+            return [NewChunk(c.data, c.stream, c.sequence, c.timestamp_ms) for c in self.chunks]
+        if self.log_chunk is not None:
+            return [NewChunk(self.log_chunk, self.stream_type)]
+        raise errors.InvalidArgument("send chunks, or log_chunk with stream_type")
+
+
+class LogPushed(BaseModel):
+    appended: int
+    dropped: int
+    last_id: str | None
+
+
+class TicketRequest(Strict):
+    path: str = Field(description="the GET path the ticket opens, e.g. /api/jobs/<id>/logs/stream",
+                      max_length=512)
+
+
+class TicketIssued(BaseModel):
+    ticket: str
+    expires_at_ms: int
+
+
+@router.route("POST", "/api/jobs/{lease_id}/logs", roles=WORKERS, tag="logs", body=LogPush,
+              response=LogPushed, status=202,
+              summary="Append log chunks (fenced by the lease; resent sequences are dropped)",
+              errors=(400, 401, 403, 409, 413))
+async def push_logs(request: web.Request) -> web.Response:
+    body = await read_model(request, LogPush)
+    result = await request.app[SERVICES].logs.append(
+        request.match_info["lease_id"], principal(request).lease_owner, body.new_chunks())
+    return respond(LogPushed(appended=result.appended, dropped=result.dropped,
+                             last_id=result.last_id), 202)
+
+
+@router.route("GET", "/api/jobs/{id}/logs", roles=READERS, tag="logs", response=list[LogChunk],
+              query={"after": "entry id to read after", "limit": "1..1000 (default 1000)"},
+              summary="A job's log chunks in order, each with its stream entry id",
+              errors=(400, 401, 403, 404))
+async def read_logs(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", MAX_READ, 1, MAX_READ)
+    chunks, _ = await request.app[SERVICES].logs.read(
+        request.match_info["id"], request.query.get("after"), limit)
+    return respond(chunks if chunks else [])
+
+
+@router.route("GET", "/api/jobs/{id}/logs/stream", roles=READERS, tag="logs", sse=True,
+              query={"after": "entry id to resume after (or Last-Event-ID)",
+                     "ticket": "stream ticket, for browsers"},
+              summary="SSE: history then live chunks (event: log), then event: end",
+              errors=(400, 401, 403, 404))
+async def stream_logs(request: web.Request) -> web.StreamResponse:
+    logs = request.app[SERVICES].logs
+    job_id = request.match_info["id"]
+    after = request.headers.get("Last-Event-ID") or request.query.get("after")
+    if after:
+        check_entry_id(after)
+    await request.app[SERVICES].scheduler.get(job_id)  # 404 before the stream starts
+    track(request)
+    async with sse_response(request, response_cls=KeepAliveResponse,
+                            ping_interval=KEEP_ALIVE_SECS) as resp:
+        try:
+            async for item in logs.tail(job_id, after):
+                if isinstance(item, LogChunk):
+                    await resp.send(item.model_dump_json(), id=item.id, event="log")
+                else:
+                    await resp.send(orjson.dumps({"status": item}).decode(), event="end")
+                    break
+        except SubscriberTooSlow:
+            pass  # the client reconnects with Last-Event-ID and reads the rest as history
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+    return resp
+
+
+@router.route("GET", "/api/events", roles=READERS, tag="logs", sse=True,
+              query={"queue": "queue name (default: every queue)",
+                     "workflow_id": "only this workflow's jobs", "ticket": "stream ticket"},
+              summary="SSE of job state transitions (event: job), from the per-queue streams",
+              errors=(400, 401, 403))
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    queue = request.query.get("queue")
+    if queue is not None and not QUEUE_NAME.match(queue):
+        raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
+    workflow = request.query.get("workflow_id")
+    queues = [queue] if queue else await services.scheduler.queues()
+    keys = [services.scheduler.queue_keys(name).events for name in queues]
+    subs = [await services.hub.subscribe(key) for key in keys]
+    merged: asyncio.Queue[tuple[str, str, dict[str, str]]] = asyncio.Queue(services.hub.maxsize)
+
+    async def pump(name: str, sub_index: int) -> None:
+        sub = subs[sub_index]
+        while True:
+            entry_id, fields = await sub.queue.get()
+            await merged.put((name, entry_id, fields))
+
+    track(request)
+    pumps = [asyncio.create_task(pump(name, i)) for i, name in enumerate(queues)]
+    try:
+        async with sse_response(request, response_cls=KeepAliveResponse,
+                                ping_interval=KEEP_ALIVE_SECS) as resp:
+            with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+                while True:
+                    name, entry_id, fields = await merged.get()
+                    if workflow and fields.get("workflow") != workflow:
+                        continue
+                    await resp.send(orjson.dumps({"queue": name, **fields}).decode(),
+                                    id=entry_id, event="job")
+        return resp
+    finally:
+        for task in pumps:
+            task.cancel()
+        for sub in subs:
+            await services.hub.unsubscribe(sub)
+
+
+@router.route("POST", "/api/stream-tickets", roles=(*READERS, "worker"), tag="logs",
+              body=TicketRequest, response=TicketIssued, status=201,
+              summary="A 60-second ticket that opens one SSE path (?ticket=) for EventSource",
+              errors=(400, 401, 403))
+async def create_ticket(request: web.Request) -> web.Response:
+    body = await read_model(request, TicketRequest)
+    spec_paths = {spec.path for spec in router.specs if spec.sse}
+    if not any(_matches(template, body.path) for template in spec_paths):
+        raise errors.InvalidArgument("path must be a streaming route, e.g. /api/events")
+    ticket, expires = await request.app[SERVICES].tokens.create_stream_ticket(
+        principal(request), body.path)
+    return respond(TicketIssued(ticket=ticket, expires_at_ms=expires), 201)
+
+
+def _matches(template: str, path: str) -> bool:
+    parts, want = template.split("/"), path.split("/")
+    return len(parts) == len(want) and all(
+        p == w or (p.startswith("{") and w) for p, w in zip(parts, want, strict=True))
+
+

@@ -1,0 +1,146 @@
+"""``LogStore``: a job's log chunks in its Redis Stream — fenced append, paged read, live tail."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import cast
+
+from pydantic import BaseModel
+
+from scheduler import errors
+from scheduler.core import Scheduler
+from scheduler.keys import queue_of_job
+from scheduler.scripts import raise_for
+from scheduler.streams import ENTRY_ID, Entry, StreamHub, entry_key
+
+MAX_READ = 1000
+
+
+class LogChunk(BaseModel):
+    """One stored chunk; ``id`` is its stream entry id (resume point for readers)."""
+
+    id: str
+    job_id: str
+    workflow_id: str | None = None
+    sequence: int | None = None
+    stream: str
+    data: str
+    timestamp_ms: int
+    attempt: int = 0
+
+
+@dataclass
+class Appended:
+    appended: int
+    dropped: int
+    last_id: str | None
+
+
+@dataclass
+class NewChunk:
+    data: str
+    stream: str = "stdout"
+    sequence: int | None = None
+    timestamp_ms: int | None = None
+
+
+def check_entry_id(value: str, name: str = "after") -> str:
+    if not ENTRY_ID.match(value):
+        raise errors.InvalidArgument(f"{name} must be a stream entry id like 1700000000000-0")
+    return value
+
+
+class LogStore:
+    def __init__(self, scheduler: Scheduler, hub: StreamHub) -> None:
+        self.scheduler = scheduler
+        self.hub = hub
+        self.maxlen = scheduler.settings.log_maxlen
+
+    def key(self, job_id: str) -> str:
+        queue = queue_of_job(job_id)
+        if queue is None:
+            raise errors.JobNotFound("no such job", job_id=job_id)
+        return self.scheduler.queue_keys(queue).log(job_id)
+
+    async def append(self, lease_id: str, worker_id: str, chunks: list[NewChunk],
+                     now_ms: int | None = None) -> Appended:
+        """Appends in order; chunks whose sequence this lease already stored are dropped."""
+        job_id, q = self.scheduler.lease_target(lease_id)
+        flat: list[str | int] = []
+        for chunk in chunks:
+            flat += ["" if chunk.sequence is None else chunk.sequence, chunk.stream, chunk.data,
+                     "" if chunk.timestamp_ms is None else chunk.timestamp_ms]
+        reply = await self.scheduler.scripts.append_logs(q, job_id, lease_id, worker_id,
+                                                        self.maxlen, len(chunks), flat, now_ms)
+        raise_for(reply, lease_id=lease_id)
+        return Appended(appended=int(reply[1]), dropped=int(reply[2]), last_id=reply[3] or None)
+
+    async def read(self, job_id: str, after: str | None = None,
+                   limit: int = MAX_READ) -> tuple[list[LogChunk], str | None]:
+        """Chunks after ``after`` in order, and the job's final status once the log has ended."""
+        job = await self.scheduler.get(job_id)  # 404 for unknown jobs
+        start = "-" if after is None else f"({check_entry_id(after)}"
+        entries = cast(list[Entry], await self.scheduler.redis.xrange(
+            self.key(job_id), start, "+", count=limit))
+        chunks: list[LogChunk] = []
+        ended: str | None = None
+        for entry in entries:
+            chunk = to_chunk(job.job_id, job.workflow_id, entry)
+            if chunk is None:
+                ended = entry[1]["end"] if job.status.terminal else None
+            else:
+                chunks.append(chunk)
+        return chunks, ended
+
+    async def tail(self, job_id: str, after: str | None) -> AsyncIterator[LogChunk | str]:
+        """History, then live chunks, with no gap and no duplicate; a final status string ends it.
+
+        Raises ``SubscriberTooSlow`` when the viewer fell behind the live stream.
+        """
+        key = self.key(job_id)
+        sub = await self.hub.subscribe(key)  # before reading history, so nothing falls between
+        try:
+            last = after or "0-0"
+            while True:
+                chunks, ended = await self.read(job_id, last, MAX_READ)
+                for chunk in chunks:
+                    last = chunk.id
+                    yield chunk
+                if ended is not None:
+                    yield ended
+                    return
+                if len(chunks) < MAX_READ:
+                    break
+            job = await self.scheduler.get(job_id)
+            while True:
+                entry = await sub.queue.get()
+                if sub.overflowed.is_set() and sub.queue.empty():
+                    raise SubscriberTooSlow(job_id)
+                if entry_key(entry[0]) <= entry_key(last):
+                    continue
+                last = entry[0]
+                live = to_chunk(job.job_id, job.workflow_id, entry)
+                if live is not None:
+                    yield live
+                elif (job := await self.scheduler.get(job_id)).status.terminal:
+                    yield entry[1]["end"]
+                    return
+        finally:
+            await self.hub.unsubscribe(sub)
+
+
+class SubscriberTooSlow(errors.SchedulerError):
+    code = "too_slow"
+
+
+def to_chunk(job_name: str, workflow_id: str | None, entry: Entry) -> LogChunk | None:
+    """A chunk from a stream entry, or None for the end marker a terminal transition writes."""
+    entry_id, fields = entry
+    if "end" in fields:
+        return None
+    seq = fields.get("seq", "")
+    return LogChunk(id=entry_id, job_id=job_name, workflow_id=workflow_id,
+                    sequence=int(seq) if seq else None, stream=fields.get("stream", "stdout"),
+                    data=fields.get("data", ""), timestamp_ms=int(fields.get("ts", "0")),
+                    attempt=int(fields.get("attempt", "0")))
