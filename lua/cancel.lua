@@ -35,8 +35,7 @@ if status == "running" then
   finish(ctx, job_key, job_id, "cancelled", status)
   redis.call("ZREM", KEYS[2], job_id)
 else
-  finish(ctx, job_key, job_id, "cancelled", status)
   unplace(ctx, job_key, job_id)
-  redis.call("HDEL", job_key, "waiting_deps")
+  finish(ctx, job_key, job_id, "cancelled", status)
 end
 return {"OK", status}

@@ -11,6 +11,9 @@
   ARGV[1]  now_ms        integer, or "" for Redis TIME
   ARGV[2]  events_maxlen integer > 0
   ARGV[3]  count         integer 1..1000, the number of jobs that follow
+  ARGV[4]  workflow_id   string, "" unless the jobs are one run of a workflow
+  ARGV[5]  run_id        string, "" unless a workflow run; refused while another run is active
+  ARGV[6]  run_jobs      string, JSON object {job name: job id} of the run ("" without a run)
   then per job, in order:
            id            string, the job id (unique; refused if it exists)
            lsid          string, id of the job's required-label set
@@ -24,8 +27,10 @@
 
   Returns  {"OK", now_ms, id_1, dedup_1, id_2, dedup_2, ...}  dedup = 1 when unique_key matched a
            live job, whose id is returned instead
-  Errors   {"ID_EXISTS", id} before any write; error "BAD_ARG <name>" for malformed ARGV
-  Writes   HSET job:<id>; ZADD ready:<lsid> or delayed; ZADD index; SET unique:<key>; stats; events
+  Errors   {"ID_EXISTS", id} | {"RUN_ACTIVE", run_id} before any write;
+           error "BAD_ARG <name>" for malformed ARGV
+  Writes   HSET job:<id>; ZADD ready:<lsid> or delayed; ZADD index; SET unique:<key>; stats; events;
+           with a run: HSET wfrun:<run_id>, ZADD wfruns:<workflow_id>, HSET wf:<workflow_id>
   Cost     O(count * (fields + log N))
 ]]
 -- @include base
@@ -33,9 +38,10 @@
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
 local count = num(ARGV[3], "count")
+local workflow_id, run_id, run_jobs = ARGV[4], ARGV[5], ARGV[6]
 
 local jobs = {}
-local pos = 4
+local pos = 7
 for i = 1, count do
   local job = {id = ARGV[pos], lsid = ARGV[pos + 1], labels = ARGV[pos + 2],
     priority = num(ARGV[pos + 3], "priority"),
@@ -48,6 +54,15 @@ for i = 1, count do
   if job.placement ~= "ready" and job.placement ~= "waiting" then error("BAD_ARG placement") end
   if redis.call("EXISTS", P .. "job:" .. job.id) == 1 then return {"ID_EXISTS", job.id} end
   jobs[i] = job
+end
+
+if run_id ~= "" then
+  local active = redis.call("HGET", P .. "wf:" .. workflow_id, "active_run")
+  if active then return {"RUN_ACTIVE", active} end
+  redis.call("HSET", P .. "wf:" .. workflow_id, "active_run", run_id)
+  redis.call("HSET", P .. "wfrun:" .. run_id, "run_id", run_id, "workflow_id", workflow_id,
+    "status", "running", "started_at_ms", ctx.now, "pending", count, "jobs", run_jobs)
+  redis.call("ZADD", P .. "wfruns:" .. workflow_id, ctx.now, run_id)
 end
 
 local reply = {"OK", ctx.now}
@@ -70,6 +85,7 @@ for _, job in ipairs(jobs) do
       "seq", seq, "enqueued_at_ms", ctx.now, "delayed_until_ms", 0)
     if job.placement == "waiting" then
       redis.call("HSET", job_key, "waiting_deps", 1)
+      redis.call("HINCRBY", P .. "stats", "count:waiting", 1)
     elseif job.run_at > ctx.now then
       redis.call("HSET", job_key, "delayed_until_ms", job.run_at)
       redis.call("ZADD", P .. "delayed", job.run_at, job.id)

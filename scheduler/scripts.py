@@ -32,6 +32,7 @@ STATUS_ERRORS: dict[str, type[errors.SchedulerError]] = {
     "REGTOKEN_INVALID": errors.Unauthorized,
     "WORKER_CONFLICT": errors.Conflict,
     "NAME_CONFLICT": errors.Conflict,
+    "RUN_ACTIVE": errors.Conflict,
 }
 _MESSAGES = {
     "LEASE_NOT_FOUND": "no such lease",
@@ -47,6 +48,7 @@ _MESSAGES = {
     "REGTOKEN_INVALID": "the registration token is unknown, expired or used up",
     "WORKER_CONFLICT": "the worker id belongs to another live worker",
     "NAME_CONFLICT": "the worker name belongs to another live worker",
+    "RUN_ACTIVE": "the workflow has an active run",
 }
 
 Reply = list[Any]
@@ -110,10 +112,14 @@ class Scripts:
             raise
         return reply
 
-    async def enqueue(self, q: QueueKeys, jobs: list[list[str]], now_ms: int | None) -> Reply:
+    async def enqueue(
+        self, q: QueueKeys, jobs: list[list[str]], now_ms: int | None, workflow_id: str = "",
+        run_id: str = "", run_jobs_json: str = "",
+    ) -> Reply:
         """Each job: [id, lsid, labels, priority, run_at_ms, delay_ms, unique_key, placement,
         *field_value_pairs]."""
-        args: list[Any] = [_now(now_ms), self.events_maxlen, len(jobs)]
+        args: list[Any] = [_now(now_ms), self.events_maxlen, len(jobs), workflow_id, run_id,
+                           run_jobs_json]
         for job in jobs:
             head, pairs = job[:8], job[8:]
             args += [*head, len(pairs) // 2, *pairs]
@@ -177,6 +183,11 @@ class Scripts:
     async def cancel(self, q: QueueKeys, job_id: str, now_ms: int | None) -> Reply:
         keys = [q.meta, q.leases, q.delayed, q.done, q.stats, q.events]
         return await self._call("cancel", keys, [_now(now_ms), self.events_maxlen, job_id])
+
+    async def cancel_run(self, q: QueueKeys, workflow_id: str, now_ms: int | None) -> Reply:
+        keys = [q.meta, q.leases, q.delayed, q.done, q.stats, q.events]
+        return await self._call("cancel_run", keys, [_now(now_ms), self.events_maxlen,
+                                                     workflow_id])
 
     async def retry(self, q: QueueKeys, job_id: str, now_ms: int | None) -> Reply:
         keys = [q.meta, q.labelsets, q.done, q.stats, q.events]

@@ -47,8 +47,16 @@ local function wake(ctx)
   if (ctx.woken or 0) > 0 then redis.call("PUBLISH", ctx.P .. "ready", ctx.woken) end
 end
 
+-- A job waiting on workflow dependencies stops waiting (it becomes ready or terminal).
+local function leave_waiting(ctx, job_key)
+  if redis.call("HDEL", job_key, "waiting_deps") == 1 then
+    redis.call("HINCRBY", ctx.P .. "stats", "count:waiting", -1)
+  end
+end
+
 -- Removes a queued job from whichever waiting set holds it (ready, delayed, or none while it waits on deps).
 local function unplace(ctx, job_key, id)
+  leave_waiting(ctx, job_key)
   if redis.call("ZREM", ctx.P .. "delayed", id) == 1 then return end
   local f = redis.call("HMGET", job_key, "lsid", "seq")
   if f[1] and f[2] then redis.call("ZREM", ctx.P .. "ready:" .. f[1], ready_member(f[2], id)) end

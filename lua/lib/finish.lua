@@ -1,6 +1,58 @@
--- finish: the one way a job enters a terminal status (retention, dedup window, counters, event).
+-- finish: the one way a job enters a terminal status (retention, dedup window, counters, event),
+-- and the workflow cascade that follows it.
 
-local function finish(ctx, job_key, id, status, from)
+local finish
+
+-- Records the end of a workflow job in its run; when the run's last job ends, so does the run.
+local function end_in_run(ctx, run_key, workflow_id, status)
+  if status ~= "success" then redis.call("HSETNX", run_key, "first_failure", status) end
+  if redis.call("HINCRBY", run_key, "pending", -1) > 0 then return end
+  local r = redis.call("HMGET", run_key, "cancel_requested", "first_failure")
+  local final = "success"
+  if r[1] == "1" then final = "cancelled" elseif r[2] then final = "failure" end
+  redis.call("HSET", run_key, "status", final, "finished_at_ms", ctx.now)
+  local wf_key = ctx.P .. "wf:" .. workflow_id
+  if redis.call("HGET", wf_key, "active_run") == redis.call("HGET", run_key, "run_id") then
+    redis.call("HDEL", wf_key, "active_run")
+  end
+end
+
+-- A dependant whose dependencies all succeeded becomes ready with its upstream outputs.
+local function release_dependant(ctx, dep_key, dep_id)
+  if redis.call("HINCRBY", dep_key, "deps_left", -1) > 0 then return end
+  if redis.call("HGET", dep_key, "status") ~= "queued" then return end
+  local upstream = {}
+  for _, up in ipairs(cjson.decode(redis.call("HGET", dep_key, "deps") or "[]")) do
+    local u = redis.call("HMGET", ctx.P .. "job:" .. up, "job_id", "outputs")
+    if u[1] then upstream[u[1]] = cjson.decode(u[2] or "{}") end
+  end
+  if next(upstream) == nil then
+    redis.call("HSET", dep_key, "upstream_outputs", "{}")
+  else
+    redis.call("HSET", dep_key, "upstream_outputs", cjson.encode(upstream))
+  end
+  leave_waiting(ctx, dep_key)
+  place_ready(ctx, dep_key, dep_id, false)
+end
+
+local function cascade(ctx, job_key, status)
+  local f = redis.call("HMGET", job_key, "run_id", "dependants", "workflow_id", "job_id")
+  if not f[1] or f[1] == "" then return end
+  end_in_run(ctx, ctx.P .. "wfrun:" .. f[1], f[3], status)
+  if ctx.no_cascade then return end
+  for _, dep_id in ipairs(cjson.decode(f[2] or "[]")) do
+    local dep_key = ctx.P .. "job:" .. dep_id
+    if status == "success" then
+      release_dependant(ctx, dep_key, dep_id)
+    elseif redis.call("HGET", dep_key, "status") == "queued" then
+      redis.call("HSET", dep_key, "error", "upstream job " .. f[4] .. " ended " .. status)
+      leave_waiting(ctx, dep_key)
+      finish(ctx, dep_key, dep_id, "skipped", "queued")
+    end
+  end
+end
+
+finish = function(ctx, job_key, id, status, from)
   local f = redis.call("HMGET", job_key, "result_ttl_ms", "unique_key", "unique_ttl_ms",
     "attempt", "lease_id", "workflow_id")
   local ttl = tonumber(f[1]) or 604800000
@@ -25,4 +77,5 @@ local function finish(ctx, job_key, id, status, from)
   redis.call("HINCRBY", ctx.P .. "stats", "finished:" .. status, 1)
   redis.call("HINCRBY", ctx.P .. "stats", "count:" .. status, 1)
   emit(ctx, id, from, status, f[4], f[5], f[6])
+  cascade(ctx, job_key, status)
 end
