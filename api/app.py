@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import jobs, leases, logs, openapi, ops, workers  # noqa: F401  (they register routes)
+from api import jobs, leases, logs, openapi, ops, workers, workflows  # noqa: F401  (routes)
 from api.appkeys import ROUTER, SERVICES, SETTINGS
 from api.errors import error_middleware
 from api.middleware import auth_middleware, request_context

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from scheduler.auth import Principal
 from scheduler.errors import InvalidArgument
+from scheduler.models import JobStatus
 
 M = TypeVar("M", bound=BaseModel)
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -70,6 +71,18 @@ def query_float(request: web.Request, name: str, default: float, low: float, hig
     if not low <= value <= high:
         raise InvalidArgument(f"query parameter {name} must be in {low}..{high}")
     return value
+
+
+def query_status(request: web.Request) -> JobStatus | None:
+    """The ``status`` query parameter as a job status, or None when absent."""
+    raw = request.query.get("status")
+    if not raw:
+        return None
+    try:
+        return JobStatus(raw)
+    except ValueError:
+        raise InvalidArgument(
+            "status must be one of " + ", ".join(s.value for s in JobStatus)) from None
 
 
 def principal(request: web.Request) -> Principal:

@@ -7,12 +7,12 @@ import asyncio
 from aiohttp import web
 
 from api.appkeys import SERVICES
-from api.http import principal, query_float, query_int, read_model, respond
+from api.http import principal, query_float, query_int, query_status, read_model, respond
 from api.routing import ADMIN, PRODUCERS, READERS, router
 from api.schemas import Accepted, BulkSubmit, BulkSubmitted, JobPage, SubmittedJob
 from scheduler import errors
 from scheduler.keys import QUEUE_NAME
-from scheduler.models import Job, JobSpec, JobStatus, Submitted
+from scheduler.models import Job, JobSpec, Submitted
 
 SYNC_POLL_SECS = 0.05
 MAX_SYNC_WAIT_SECS = 60.0
@@ -81,12 +81,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     queue = request.query.get("queue", "default")
     if not QUEUE_NAME.match(queue):
         raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
-    raw_status = request.query.get("status")
-    try:
-        status = JobStatus(raw_status) if raw_status else None
-    except ValueError:
-        raise errors.InvalidArgument(
-            "status must be one of " + ", ".join(s.value for s in JobStatus)) from None
+    status = query_status(request)
     limit = query_int(request, "limit", 100, 1, 1000)
     jobs, cursor = await request.app[SERVICES].scheduler.list_jobs(
         queue, status, request.query.get("workflow_id"), limit, request.query.get("cursor"))

@@ -84,9 +84,12 @@ async def push_logs(request: web.Request) -> web.Response:
               summary="A job's log chunks in order, each with its stream entry id",
               errors=(400, 401, 403, 404))
 async def read_logs(request: web.Request) -> web.Response:
+    return await serve_log_read(request, request.match_info["id"])
+
+
+async def serve_log_read(request: web.Request, job_id: str) -> web.Response:
     limit = query_int(request, "limit", MAX_READ, 1, MAX_READ)
-    chunks, _ = await request.app[SERVICES].logs.read(
-        request.match_info["id"], request.query.get("after"), limit)
+    chunks, _ = await request.app[SERVICES].logs.read(job_id, request.query.get("after"), limit)
     return respond(chunks if chunks else [])
 
 
@@ -96,8 +99,11 @@ async def read_logs(request: web.Request) -> web.Response:
               summary="SSE: history then live chunks (event: log), then event: end",
               errors=(400, 401, 403, 404))
 async def stream_logs(request: web.Request) -> web.StreamResponse:
+    return await serve_log_stream(request, request.match_info["id"])
+
+
+async def serve_log_stream(request: web.Request, job_id: str) -> web.StreamResponse:
     logs = request.app[SERVICES].logs
-    job_id = request.match_info["id"]
     after = request.headers.get("Last-Event-ID") or request.query.get("after")
     if after:
         check_entry_id(after)

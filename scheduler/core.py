@@ -84,7 +84,7 @@ class Scheduler:
         if len(queues) > 1:
             raise errors.InvalidArgument("all jobs of one bulk request must share a queue")
         queue = specs[0].queue
-        await self._remember_queue(queue)
+        await self.remember_queue(queue)
         encoded = [self._encode(spec, new_job_id(queue)) for spec in specs]
         reply = await self.scripts.enqueue(self.queue_keys(queue), encoded, now_ms)
         raise_for(reply)
@@ -118,7 +118,7 @@ class Scheduler:
                       enqueued_at_ms=str(now), delayed_until_ms=str(due if due > now else 0))
         return codec.job_from_record(record)
 
-    async def _remember_queue(self, queue: str) -> None:
+    async def remember_queue(self, queue: str) -> None:
         if queue not in self._known_queues:
             await self.redis.sadd(self.keys.queues, queue)
             self._known_queues.add(queue)
@@ -317,7 +317,7 @@ class Scheduler:
 
     async def set_queue(self, queue: str, limits: QueueLimits) -> QueueStats:
         q = self.queue_keys(queue)
-        await self._remember_queue(queue)
+        await self.remember_queue(queue)
         fields: dict[str, str] = {}
         if limits.paused is not None:
             fields["paused"] = "1" if limits.paused else "0"

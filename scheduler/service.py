@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from redis.asyncio import Redis
@@ -10,13 +11,13 @@ from redis.exceptions import RedisError
 
 from scheduler.auth import TokenStore
 from scheduler.config import Settings
-from scheduler.connection import connect_settings
+from scheduler.connection import connect, connect_settings
 from scheduler.core import Scheduler
-from scheduler.connection import connect
 from scheduler.logs import LogStore
 from scheduler.longpoll import ReadyWaiters
 from scheduler.streams import StreamHub
 from scheduler.workers import WorkerRegistry
+from scheduler.workflows import Workflows
 
 log = structlog.get_logger("leasehold")
 
@@ -30,6 +31,7 @@ class Services:
     waiters: ReadyWaiters
     hub: StreamHub
     logs: LogStore
+    workflows: Workflows
 
     async def close(self) -> None:
         await self.waiters.stop()
@@ -55,8 +57,11 @@ async def open_services(settings: Settings) -> Services:
     await waiters.start()
     url = settings.redis_url or ""
     hub = StreamHub(lambda: connect(url, settings.redis_cluster, max_connections=2))
+    workflows = Workflows(scheduler)
+    if settings.workflows_dir:
+        await workflows.load_dir(Path(settings.workflows_dir))
     return Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters, hub,
-                    LogStore(scheduler, hub))
+                    LogStore(scheduler, hub), workflows)
 
 
 async def warn_about_eviction(redis: Redis) -> None:

@@ -1,0 +1,122 @@
+"""Workflow routes (seed 003): definitions, runs, status, cancel, run history, per-job views."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from api.appkeys import SERVICES
+from api.http import query_int, query_status, respond
+from api.logs import serve_log_read, serve_log_stream
+from api.routing import PRODUCERS, READERS, WORKERS, router
+from scheduler.models import JobStatus
+from scheduler.workflow_defs import load_document, parse
+from scheduler.workflows import RunSummary, WorkflowView
+
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+
+
+class RunStarted(BaseModel):
+    id: str
+    run_id: str
+    jobs: dict[str, str]
+
+
+class RunCancelled(BaseModel):
+    id: str
+    cancelled: int
+
+
+@router.route("GET", "/api/workflows", roles=READERS, tag="workflows",
+              response=list[WorkflowView],
+              query={"limit": "1..1000 (default 100)", "offset": "default 0",
+                     "status": "keep workflows with a job in this status"},
+              summary="Workflows in creation order (bare array, seed 003)", errors=(400, 401))
+async def list_workflows(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    status = query_status(request)
+    views = await request.app[SERVICES].workflows.list(limit, offset,
+                                                       status.value if status else None)
+    return respond(views if views else [])
+
+
+@router.route("POST", "/api/workflows", roles=PRODUCERS, tag="workflows", response=WorkflowView,
+              status=201, summary="Create a workflow from JSON ({name, jobs: [...]}) or a seed 003 "
+              "definition (JSON or YAML with Content-Type application/yaml)",
+              errors=(400, 401, 403, 413))
+async def create_workflow(request: web.Request) -> web.Response:
+    raw = await request.read()
+    fmt = "yaml" if request.content_type in YAML_TYPES else "json"
+    definition = parse(load_document(raw, fmt))
+    return respond(await request.app[SERVICES].workflows.create(definition), 201)
+
+
+@router.route("POST", "/api/workflows/sample", roles=PRODUCERS, tag="workflows",
+              response=WorkflowView, status=201,
+              summary="Create (or reset) the sample 8-job workflow ci-1", errors=(401, 403))
+async def create_sample(request: web.Request) -> web.Response:
+    return respond(await request.app[SERVICES].workflows.create_sample(), 201)
+
+
+@router.route("GET", "/api/workflows/{id}/status", roles=READERS, tag="workflows",
+              response=WorkflowView, summary="The workflow with its current run's job states",
+              errors=(401, 404))
+async def workflow_status(request: web.Request) -> web.Response:
+    return respond(await request.app[SERVICES].workflows.status(request.match_info["id"]))
+
+
+@router.route("POST", "/api/workflows/{id}/run", roles=PRODUCERS, tag="workflows",
+              response=RunStarted, status=202,
+              summary="Start a fresh run: roots become claimable (409 while a run is active)",
+              errors=(401, 403, 404, 409))
+async def run_workflow(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["id"]
+    run = await request.app[SERVICES].workflows.run(workflow_id)
+    return respond(RunStarted(id=workflow_id, run_id=run.run_id, jobs=run.jobs), 202)
+
+
+@router.route("POST", "/api/workflows/{id}/cancel", roles=PRODUCERS, tag="workflows",
+              response=RunCancelled, status=202,
+              summary="Cancel the active run's unfinished jobs", errors=(401, 403, 404))
+async def cancel_workflow(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["id"]
+    count = await request.app[SERVICES].workflows.cancel(workflow_id)
+    return respond(RunCancelled(id=workflow_id, cancelled=count), 202)
+
+
+@router.route("GET", "/api/workflows/{id}/runs", roles=READERS, tag="workflows",
+              response=list[RunSummary], summary="Run history, newest first",
+              errors=(401, 404))
+async def workflow_runs(request: web.Request) -> web.Response:
+    runs = await request.app[SERVICES].workflows.runs(request.match_info["id"])
+    return respond(runs if runs else [])
+
+
+@router.route("GET", "/api/jobs/{wf_id}/{job_id}/cancelled", roles=(*READERS, *WORKERS),
+              tag="worker protocol", response=bool,
+              summary="Whether a workflow job of the current run was cancelled (bare true/false)",
+              errors=(401, 404))
+async def job_cancelled(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    job_id = await services.workflows.job_of(request.match_info["wf_id"],
+                                             request.match_info["job_id"])
+    job = await services.scheduler.get(job_id)
+    return respond(job.status == JobStatus.CANCELLED)
+
+
+@router.route("GET", "/api/workflows/{wf_id}/jobs/{job_id}/logs", roles=READERS, tag="logs",
+              summary="A workflow job's log chunks (seed 003 path)", errors=(400, 401, 404))
+async def workflow_job_logs(request: web.Request) -> web.Response:
+    job_id = await request.app[SERVICES].workflows.job_of(request.match_info["wf_id"],
+                                                          request.match_info["job_id"])
+    return await serve_log_read(request, job_id)
+
+
+@router.route("GET", "/api/workflows/{wf_id}/jobs/{job_id}/logs/stream", roles=READERS,
+              tag="logs", sse=True, summary="SSE of a workflow job's logs (seed 003 path)",
+              errors=(400, 401, 404))
+async def workflow_job_log_stream(request: web.Request) -> web.StreamResponse:
+    job_id = await request.app[SERVICES].workflows.job_of(request.match_info["wf_id"],
+                                                          request.match_info["job_id"])
+    return await serve_log_stream(request, job_id)
