@@ -15,7 +15,8 @@
   ARGV[4]  worker_labels string, JSON array of the worker's labels
   ARGV[5]  lease_ttl_ms  integer > 0, or "" for the job's own lease_ttl_ms
   ARGV[6]  promote_batch integer > 0, due delayed jobs promoted first
-  ARGV[7..] lease tokens, one random string per job wanted (their count is max_jobs)
+  ARGV[7]  default_ttl_ms integer > 0, the lease TTL when neither the claim nor the job sets one
+  ARGV[8..] lease tokens, one random string per job wanted (their count is max_jobs)
 
   Returns  {"OK", {job fields...}, ...}   one flat HGETALL array per leased job (possibly none)
            {"EMPTY", next_due_ms, now_ms} nothing claimable; next_due_ms = "" when nothing is delayed
@@ -33,7 +34,8 @@ local worker_labels = cjson.decode(ARGV[4])
 local lease_ttl_arg = ARGV[5]
 if lease_ttl_arg ~= "" then num(lease_ttl_arg, "lease_ttl_ms") end
 local promote_batch = num(ARGV[6], "promote_batch")
-local wanted = #ARGV - 6
+local default_ttl = num(ARGV[7], "default_ttl_ms")
+local wanted = #ARGV - 7
 
 promote(ctx, promote_batch)
 
@@ -96,13 +98,13 @@ for n = 1, wanted do
   local id = string.sub(best.member, 18)
   local job_key = P .. "job:" .. id
   local f = redis.call("HMGET", job_key, "lease_ttl_ms", "timeout_ms", "attempt", "workflow_id")
-  local ttl = tonumber(lease_ttl_arg) or tonumber(f[1]) or 30000
+  local ttl = tonumber(lease_ttl_arg) or tonumber(f[1]) or default_ttl
   local expires = ctx.now + ttl
   local timeout_at = 0
   if (tonumber(f[2]) or 0) > 0 then timeout_at = ctx.now + tonumber(f[2]) end
   local deadline = expires
   if timeout_at > 0 and timeout_at < deadline then deadline = timeout_at end
-  local lease_id = id .. "." .. ARGV[6 + n]
+  local lease_id = id .. "." .. ARGV[7 + n]
   redis.call("ZADD", P .. "leases", deadline, id)
   redis.call("ZREM", best.key, best.member)
   redis.call("HSET", job_key, "status", "running", "lease_id", lease_id, "worker_id", worker_id,

@@ -221,8 +221,10 @@ class Scheduler:
             if wanted <= 0:
                 break
             tokens = [new_token() for _ in range(wanted)]
-            reply = await self.scripts.claim(self.queue_keys(queue), worker_id, labels_json,
-                                             ttl_ms, tokens, self.settings.reap_batch, now_ms)
+            reply = await self.scripts.claim(
+                self.queue_keys(queue), worker_id, labels_json, ttl_ms, tokens,
+                self.settings.reap_batch, now_ms,
+                codec.ms(self.settings.default_lease_ttl_secs))
             self._read_claim(reply, batch)
         return batch
 

@@ -135,10 +135,11 @@ class Scripts:
         tokens: list[str],
         promote_batch: int,
         now_ms: int | None,
+        default_ttl_ms: int = 30_000,
     ) -> Reply:
         keys = [q.meta, q.labelsets, q.delayed, q.leases, q.stats, q.events, q.rate]
         args = [_now(now_ms), self.events_maxlen, worker_id, labels_json, _opt(lease_ttl_ms),
-                promote_batch, *tokens]
+                promote_batch, default_ttl_ms, *tokens]
         return await self._call("claim", keys, args)
 
     async def heartbeat(

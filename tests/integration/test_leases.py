@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 
 from scheduler import errors
+from scheduler.config import Settings
 from scheduler.core import Scheduler
 from scheduler.models import JobSpec, JobStatus, Lease, RetryPolicy
 from scheduler.reaper import Reaper
@@ -249,3 +251,14 @@ async def test_a_timeout_shorter_than_the_ttl_caps_the_first_deadline(
 ) -> None:
     lease = await start_one(scheduler, ttl=60, timeout_secs=5)
     assert lease.expires_at_ms == T0 + 5_000
+
+
+async def test_configured_default_lease_ttl_applies_when_neither_claim_nor_job_sets_one(
+    redis: Redis, settings: Settings
+) -> None:
+    sched = Scheduler(redis, settings.model_copy(update={"default_lease_ttl_secs": 7.5}))
+    await sched.submit(JobSpec(), now_ms=T0)
+    await sched.submit(JobSpec(lease_ttl_secs=3), now_ms=T0)
+    first, second = (await sched.claim("w", [], max_jobs=2, now_ms=T0)).claims
+    assert first.lease.expires_at_ms == T0 + 7500
+    assert second.lease.expires_at_ms == T0 + 3000
