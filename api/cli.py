@@ -127,6 +127,42 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent(args: argparse.Namespace) -> int:
+    from api.agent import Agent, AgentConfig
+    from api.client import LeaseholdError, Unauthorized
+
+    configure_logging(os.environ.get("LEASEHOLD_LOG_LEVEL", "info"))
+    server = args.server or os.environ.get("LEASEHOLD_SERVER")
+    token = args.token or os.environ.get("LEASEHOLD_TOKEN")
+    if not server or not token:
+        print("leasehold agent: give --server and --token (or LEASEHOLD_SERVER and "
+              "LEASEHOLD_TOKEN)", file=sys.stderr)
+        return 2
+    config = AgentConfig(
+        server=server, token=token, slots=args.slots, labels=args.label or [],
+        queues=args.queue or ["default"], lease_ttl_secs=args.lease_ttl,
+        state_dir=Path(args.state_dir), name=args.name, grace_secs=args.grace,
+        drain_timeout_secs=args.drain_timeout,
+        non_retryable_exit_codes=frozenset(args.non_retryable_exit_code or []))
+    agent = Agent(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, agent.stopping.set)
+        await agent.run()
+
+    try:
+        asyncio.run(main())
+    except Unauthorized as exc:
+        print(f"leasehold agent: the server refused the token ({exc.message})", file=sys.stderr)
+        return 3
+    except LeaseholdError as exc:
+        print(f"leasehold agent: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leasehold", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     reaper.add_argument("--interval", dest="reap_interval_secs", type=float,
                         help="seconds between passes (default 1)")
     reaper.set_defaults(func=_reaper)
+
+    agent = commands.add_parser("agent", help="run jobs' commands as a worker")
+    agent.add_argument("--server", help="API URL (LEASEHOLD_SERVER)")
+    agent.add_argument("--token", help="registration or worker token (LEASEHOLD_TOKEN)")
+    agent.add_argument("--slots", type=int, default=1, help="jobs run at once (default 1)")
+    agent.add_argument("--label", action="append", help="a label this worker has (repeat)")
+    agent.add_argument("--queue", action="append", help="a queue to claim from (repeat)")
+    agent.add_argument("--lease-ttl", type=float, default=30.0, help="lease TTL seconds")
+    agent.add_argument("--state-dir", default=".leasehold-agent",
+                       help="where the worker token is kept after registration")
+    agent.add_argument("--name", help="worker name (default: host-pid)")
+    agent.add_argument("--grace", type=float, default=10.0,
+                       help="seconds between SIGTERM and SIGKILL of a stopped job")
+    agent.add_argument("--drain-timeout", type=float, default=300.0,
+                       help="on SIGTERM, seconds to let running jobs finish before release")
+    agent.add_argument("--non-retryable-exit-code", type=int, action="append",
+                       help="an exit code that fails the job for good (repeat)")
+    agent.set_defaults(func=_agent)
     return parser
 
 

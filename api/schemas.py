@@ -152,6 +152,7 @@ class WorkerHeartbeat(Strict):
 
 class WorkerHeartbeatReply(BaseModel):
     drain: bool
+    worker_id: str | None = None
 
 
 class Deleted(BaseModel):

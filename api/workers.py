@@ -45,7 +45,7 @@ async def _heartbeat(request: web.Request, worker_id: str) -> web.Response:
     body = await read_model(request, WorkerHeartbeat, optional=True)
     drain = await request.app[SERVICES].workers.heartbeat(
         worker_id, body.version, body.running_jobs, body.resource_usage)
-    return respond(WorkerHeartbeatReply(drain=drain))
+    return respond(WorkerHeartbeatReply(drain=drain, worker_id=worker_id))
 
 
 @router.route("POST", "/api/workers/{id}/heartbeat", roles=WORKERS, tag="workers",
