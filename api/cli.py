@@ -77,6 +77,16 @@ def _reaper(args: argparse.Namespace) -> int:
     return 0
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (a large share of the per-request cost), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -120,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     app.on_startup.append(announce)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None,
-                    shutdown_timeout=10, access_log=None)
+                    shutdown_timeout=10, access_log=None, loop=new_event_loop())
     finally:
         if embedded is not None:
             embedded.stop()
@@ -163,6 +173,16 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from api.bench import BenchConfig
+    from api.bench import main as bench_main
+
+    return bench_main(BenchConfig(
+        server=args.server, token=args.token or os.environ.get("LEASEHOLD_TOKEN"),
+        jobs=args.jobs, workers=args.workers, batch=args.batch,
+        json_out=Path(args.json) if args.json else None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leasehold", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--non-retryable-exit-code", type=int, action="append",
                        help="an exit code that fails the job for good (repeat)")
     agent.set_defaults(func=_agent)
+
+    bench = commands.add_parser("bench", help="measure throughput and latency over HTTP")
+    bench.add_argument("--server", help="a running server (default: start a private one)")
+    bench.add_argument("--token", help="admin token for --server (LEASEHOLD_TOKEN)")
+    bench.add_argument("--jobs", type=int, default=10_000, help="jobs per burn-down")
+    bench.add_argument("--workers", type=int, default=64, help="concurrent simulated workers")
+    bench.add_argument("--batch", type=int, default=50, help="max_jobs of the batch mode")
+    bench.add_argument("--json", help="also write the results as JSON to this file")
+    bench.set_defaults(func=_bench)
     return parser
 
 
