@@ -48,26 +48,22 @@ async def read_model(request: web.Request, model: type[M], optional: bool = Fals
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidArgument(f"query parameter {name} must be an integer") from None
-    if not low <= value <= high:
-        raise InvalidArgument(f"query parameter {name} must be in {low}..{high}")
-    return value
+    return int(_query_number(request, name, default, low, high, int, "an integer"))
 
 
 def query_float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    return _query_number(request, name, default, low, high, float, "a number")
+
+
+def _query_number(request: web.Request, name: str, default: float, low: float, high: float,
+                  kind: type[int] | type[float], noun: str) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise InvalidArgument(f"query parameter {name} must be a number") from None
+        raise InvalidArgument(f"query parameter {name} must be {noun}") from None
     if not low <= value <= high:
         raise InvalidArgument(f"query parameter {name} must be in {low}..{high}")
     return value

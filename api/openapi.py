@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import TypeAdapter
@@ -25,17 +25,10 @@ class _Schemas:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
-    def of(self, annotation: Any) -> dict[str, Any]:
-        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode="serialization")
-        self.components.update(schema.pop("$defs", {}))
-        title = getattr(annotation, "__name__", None)
-        if isinstance(annotation, type) and title and "properties" in schema:
-            self.components[title] = schema
-            return {"$ref": REF.format(model=title)}
-        return schema
-
-    def of_input(self, annotation: Any) -> dict[str, Any]:
-        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode="validation")
+    def of(self, annotation: Any, mode: Literal["validation", "serialization"] = "serialization"
+           ) -> dict[str, Any]:
+        """A schema for ``annotation``: a $ref for models (kept in components), else inline."""
+        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
         self.components.update(schema.pop("$defs", {}))
         title = getattr(annotation, "__name__", None)
         if isinstance(annotation, type) and title and "properties" in schema:
@@ -59,7 +52,7 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
         op["parameters"] = params
     if spec.body is not None:
         op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": schemas.of_input(spec.body)}}}
+            "application/json": {"schema": schemas.of(spec.body, "validation")}}}
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
