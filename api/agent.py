@@ -52,6 +52,7 @@ class _Slot:
     cancelled: bool = False
     lost: bool = False
     task: asyncio.Task[None] | None = None
+    push_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one log push at a time
 
     @property
     def lease_id(self) -> str:
@@ -99,7 +100,11 @@ class Agent:
     # -- main loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.authenticate()
+        try:
+            await self.authenticate()
+        except BaseException:
+            await self.client.close()  # no "Unclosed client session" noise after the error
+            raise
         log.info("agent_started", worker_id=self.worker_id, slots=self.config.slots,
                  labels=self.config.labels, queues=self.config.queues)
         background = [asyncio.create_task(self._heartbeat_leases()),
@@ -129,6 +134,9 @@ class Agent:
                     self.config.labels, max_jobs=free, wait_secs=CLAIM_WAIT_SECS,
                     queues=self.config.queues, lease_ttl_secs=self.config.lease_ttl_secs)
                 failures = 0
+                if not claims:
+                    # a drained worker's claims come back empty at once: ask rather than spin
+                    await self._check_drain()
             except Unauthorized:
                 raise
             except LeaseholdError as exc:
@@ -241,14 +249,18 @@ class Agent:
     async def _heartbeat_worker(self) -> None:
         while True:
             await asyncio.sleep(WORKER_HEARTBEAT_SECS)
-            try:
-                reply = await self.client.worker_heartbeat(running_jobs=len(self.slots))
-            except LeaseholdError as exc:
-                log.warning("worker_heartbeat_failed", error=str(exc))
-                continue
-            if reply.drain and not self.stopping.is_set():
-                log.info("agent_draining", reason="server asked")
-                self.stopping.set()
+            await self._check_drain()
+
+    async def _check_drain(self) -> None:
+        """A worker heartbeat; stops claiming when the server asks this worker to drain."""
+        try:
+            reply = await self.client.worker_heartbeat(running_jobs=len(self.slots))
+        except LeaseholdError as exc:
+            log.warning("worker_heartbeat_failed", error=str(exc))
+            return
+        if reply.drain and not self.stopping.is_set():
+            log.info("agent_draining", reason="server asked")
+            self.stopping.set()
 
     async def _ship_logs(self) -> None:
         while True:
@@ -257,18 +269,25 @@ class Agent:
 
     async def _flush_logs(self, only: _Slot | None = None) -> None:
         for slot in [only] if only else list(self.slots.values()):
-            while slot.pending and not slot.lost:
-                batch = slot.pending[:LOG_BATCH]
-                try:
-                    await self.client.push_logs(slot.lease_id, batch)
-                except LeaseLost:
-                    slot.lost = slot.lost or not slot.cancelled
-                    slot.pending.clear()
-                    return
-                except LeaseholdError as exc:
-                    log.warning("log_push_failed", error=str(exc))
-                    return  # kept; resent later with the same sequences
-                del slot.pending[:len(batch)]
+            # The periodic shipper and the job's final flush must not push the same slot at
+            # once: each would drop the batch it sent from ``pending``, losing unsent lines,
+            # and a later sequence landing first would make the server drop earlier ones.
+            async with slot.push_lock:
+                await self._flush_slot(slot)
+
+    async def _flush_slot(self, slot: _Slot) -> None:
+        while slot.pending and not slot.lost:
+            batch = slot.pending[:LOG_BATCH]
+            try:
+                await self.client.push_logs(slot.lease_id, batch)
+            except LeaseLost:
+                slot.lost = slot.lost or not slot.cancelled
+                slot.pending.clear()
+                return
+            except LeaseholdError as exc:
+                log.warning("log_push_failed", error=str(exc))
+                return  # kept; resent later with the same sequences
+            del slot.pending[:len(batch)]
 
 
 async def _first(*aws: Any) -> None:

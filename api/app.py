@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import jobs, leases, logs, openapi, ops, workers, workflows  # noqa: F401  (routes)
+from api import jobs, leases, logs, metrics, openapi, ops, ui, workers, workflows  # noqa: F401
 from api.appkeys import ROUTER, SERVICES, SETTINGS
 from api.errors import error_middleware
 from api.middleware import auth_middleware, request_context
@@ -44,4 +44,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_services_ctx)
     router.install(app)
     openapi.install(app, router, package_version())
+    ui.install(app)
+    metrics.install(app, package_version())
     return app

@@ -69,7 +69,7 @@ async def run_reaper(settings: Settings) -> None:
 
 def _reaper(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
         print("leasehold reaper: set LEASEHOLD_REDIS_URL or --redis-url", file=sys.stderr)
         return 2
@@ -98,7 +98,7 @@ def _is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.auth and not _is_loopback(settings.host) and not settings.allow_insecure:
         print(f"leasehold serve: refusing to run without auth on {settings.host}; bind to "
               "127.0.0.1 or set LEASEHOLD_ALLOW_INSECURE=1", file=sys.stderr)
@@ -130,7 +130,9 @@ def _serve(args: argparse.Namespace) -> int:
     app.on_startup.append(announce)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None,
-                    shutdown_timeout=10, access_log=None, loop=new_event_loop())
+                    shutdown_timeout=10, access_log=None, loop=new_event_loop(),
+                    # a long-poll claim whose client went away must not lease jobs to nobody
+                    handler_cancellation=True)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -139,7 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from api.agent import Agent, AgentConfig
-    from api.client import LeaseholdError, Unauthorized
+    from api.client import LeaseholdError, Unauthorized, Unavailable
 
     configure_logging(os.environ.get("LEASEHOLD_LOG_LEVEL", "info"))
     server = args.server or os.environ.get("LEASEHOLD_SERVER")
@@ -167,6 +169,9 @@ def _agent(args: argparse.Namespace) -> int:
     except Unauthorized as exc:
         print(f"leasehold agent: the server refused the token ({exc.message})", file=sys.stderr)
         return 3
+    except Unavailable as exc:
+        print(f"leasehold agent: the server is unavailable: {exc.message}", file=sys.stderr)
+        return 1
     except LeaseholdError as exc:
         print(f"leasehold agent: {exc}", file=sys.stderr)
         return 1

@@ -74,7 +74,8 @@ async def get_job(request: web.Request) -> web.Response:
 @router.route("GET", "/api/jobs", roles=READERS, tag="jobs", response=JobPage,
               query={"queue": "queue name (default: default)", "status": "job status",
                      "workflow_id": "workflow id", "limit": "1..1000 (default 100)",
-                     "cursor": "next_cursor of the previous page"},
+                     "cursor": "next_cursor of the previous page",
+                     "order": "asc (enqueue order, default) or desc (newest first)"},
               summary="List jobs of a queue in enqueue order, with a cursor",
               errors=(400, 401, 403))
 async def list_jobs(request: web.Request) -> web.Response:
@@ -83,8 +84,12 @@ async def list_jobs(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
     status = query_status(request)
     limit = query_int(request, "limit", 100, 1, 1000)
+    order = request.query.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise errors.InvalidArgument("order must be asc (enqueue order) or desc (newest first)")
     jobs, cursor = await request.app[SERVICES].scheduler.list_jobs(
-        queue, status, request.query.get("workflow_id"), limit, request.query.get("cursor"))
+        queue, status, request.query.get("workflow_id"), limit, request.query.get("cursor"),
+        newest_first=order == "desc")
     return respond(JobPage(jobs=jobs, next_cursor=cursor))
 
 

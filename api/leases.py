@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from api import lifecycle
 from api.appkeys import SERVICES
 from api.http import principal, read_model, respond
 from api.routing import WORKERS, router
@@ -52,7 +53,9 @@ async def claim(request: web.Request) -> web.Response:
     worker_id = _worker_id(request, body.worker_id)
     services = request.app[SERVICES]
     wanted = body.max_jobs or 1
-    if principal(request).drain:
+    caller = principal(request)
+    # A worker token carries its drain flag; an admin (or auth off) claims for a named worker.
+    if caller.drain if caller.role == "worker" else await services.workers.draining(worker_id):
         claims: list[Claim] = []
     elif body.wait_secs > 0:
         batch = await services.waiters.claim(worker_id, body.labels, body.queues,
@@ -62,6 +65,7 @@ async def claim(request: web.Request) -> web.Response:
         batch = await services.scheduler.claim(worker_id, body.labels, body.queues,
                                                body.lease_ttl_secs, wanted)
         claims = batch.claims
+    lifecycle.claimed(worker_id, claims)
     if body.max_jobs is not None:
         return respond(ClaimBatchReply(claims=claims))
     return respond(claims[0] if claims else None)
@@ -73,9 +77,10 @@ async def claim(request: web.Request) -> web.Response:
               errors=LEASE_ERRORS)
 async def heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, LeaseHeartbeat, optional=True)
-    result = await request.app[SERVICES].scheduler.heartbeat(
-        request.match_info["lease_id"], principal(request).lease_owner, body.lease_ttl_secs,
-        body.progress, body.message)
+    lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
+    with lifecycle.lease_call("lease_heartbeat", lease_id, owner, quiet=True):
+        result = await request.app[SERVICES].scheduler.heartbeat(
+            lease_id, owner, body.lease_ttl_secs, body.progress, body.message)
     return respond(HeartbeatReply(lease=result.lease, cancelled=result.cancelled))
 
 
@@ -84,8 +89,10 @@ async def heartbeat(request: web.Request) -> web.Response:
               errors=LEASE_ERRORS)
 async def complete(request: web.Request) -> web.Response:
     body = await read_model(request, Complete, optional=True)
-    await request.app[SERVICES].scheduler.complete(
-        request.match_info["lease_id"], principal(request).lease_owner, body.outputs)
+    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    with lifecycle.lease_call("job_completed", request.match_info["lease_id"], owner) as event:
+        await scheduler.complete(event["lease_id"], owner, body.outputs)
+        await lifecycle.record_run(scheduler, event, "success")
     return respond(Ok())
 
 
@@ -95,9 +102,11 @@ async def complete(request: web.Request) -> web.Response:
               errors=LEASE_ERRORS)
 async def fail(request: web.Request) -> web.Response:
     body = await read_model(request, Fail)
-    outcome = await request.app[SERVICES].scheduler.fail(
-        request.match_info["lease_id"], body.error, principal(request).lease_owner,
-        body.retryable)
+    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    with lifecycle.lease_call("job_failed", request.match_info["lease_id"], owner) as event:
+        outcome = await scheduler.fail(event["lease_id"], body.error, owner, body.retryable)
+        event["will_retry"] = outcome.will_retry
+        await lifecycle.record_run(scheduler, event, "retry" if outcome.will_retry else "failure")
     return respond(FailReply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
 
 
@@ -105,8 +114,9 @@ async def fail(request: web.Request) -> web.Response:
               response=Ok, summary="Hand a job back without consuming an attempt",
               errors=LEASE_ERRORS)
 async def release(request: web.Request) -> web.Response:
-    await request.app[SERVICES].scheduler.release(request.match_info["lease_id"],
-                                                  principal(request).lease_owner)
+    lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
+    with lifecycle.lease_call("job_released", lease_id, owner):
+        await request.app[SERVICES].scheduler.release(lease_id, owner)
     return respond(Ok())
 
 
@@ -137,8 +147,9 @@ async def batch_heartbeat(request: web.Request) -> web.Response:
 
     async def act(lease_id: str) -> LeaseResult:
         item = items[lease_id]
-        beat = await scheduler.heartbeat(lease_id, owner, item.lease_ttl_secs, item.progress,
-                                         item.message)
+        with lifecycle.lease_call("lease_heartbeat", lease_id, owner, quiet=True):
+            beat = await scheduler.heartbeat(lease_id, owner, item.lease_ttl_secs,
+                                             item.progress, item.message)
         return LeaseResult(lease_id=lease_id, ok=True, expires_at_ms=beat.lease.expires_at_ms,
                            cancelled=beat.cancelled)
 
@@ -155,7 +166,8 @@ async def batch_complete(request: web.Request) -> web.Response:
     items = {item.lease_id: item for item in body.completions}
 
     async def act(lease_id: str) -> LeaseResult:
-        await scheduler.complete(lease_id, owner, items[lease_id].outputs)
+        with lifecycle.lease_call("job_completed", lease_id, owner):
+            await scheduler.complete(lease_id, owner, items[lease_id].outputs)
         return LeaseResult(lease_id=lease_id, ok=True)
 
     return respond(await _each(list(items), act))
@@ -172,7 +184,9 @@ async def batch_fail(request: web.Request) -> web.Response:
 
     async def act(lease_id: str) -> LeaseResult:
         item = items[lease_id]
-        outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
+        with lifecycle.lease_call("job_failed", lease_id, owner) as event:
+            outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
+            event["will_retry"] = outcome.will_retry
         return LeaseResult(lease_id=lease_id, ok=True, will_retry=outcome.will_retry,
                            retry_at_ms=outcome.retry_at_ms)
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from api.appkeys import ROUTER, SERVICES, SETTINGS
 from api.errors import error_response
 from api.http import PRINCIPAL, REGISTRATION_TOKEN, REQUEST_ID
+from api.metrics import observe_request
 from api.routing import REGISTRATION
 from scheduler.auth import ANONYMOUS_ADMIN, Principal
 
@@ -39,10 +40,12 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
         status = 499  # the client went away first
         raise
     finally:
-        route = request.match_info.route.resource
-        log.info("request", method=request.method,
-                 route=route.canonical if route is not None else "unmatched", status=status,
-                 duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        seconds = time.perf_counter() - started
+        observe_request(route, request.method, status, seconds)
+        log.info("request", method=request.method, route=route, status=status,
+                 duration_ms=round(seconds * 1000, 2))
         structlog.contextvars.unbind_contextvars("request_id")
 
 
@@ -70,6 +73,9 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         if from_ticket is None:
             return error_response(401, "unauthorized", "invalid or expired stream ticket",
                                   request)
+        if from_ticket.role not in spec.roles:  # a ticket never grants more than its issuer's role
+            return error_response(403, "forbidden", f"role {from_ticket.role} may not call this "
+                                  "route", request)
         request[PRINCIPAL] = from_ticket
         response = await handler(request)
         return response

@@ -8,6 +8,8 @@ import weakref
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from api.metrics import SSE_CONNECTIONS
+
 KEEP_ALIVE_SECS = 15.0
 LIVE_STREAMS = web.AppKey("live_streams", weakref.WeakSet[asyncio.Task[object]])
 
@@ -34,6 +36,8 @@ def track(request: web.Request) -> None:
     task = asyncio.current_task()
     if task is not None:
         request.app[LIVE_STREAMS].add(task)
+        SSE_CONNECTIONS.inc()
+        task.add_done_callback(lambda _done: SSE_CONNECTIONS.dec())
 
 
 async def close_live_streams(app: web.Application) -> None:

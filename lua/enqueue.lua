@@ -30,7 +30,8 @@
   Errors   {"ID_EXISTS", id} | {"RUN_ACTIVE", run_id} before any write;
            error "BAD_ARG <name>" for malformed ARGV
   Writes   HSET job:<id>; ZADD ready:<lsid> or delayed; ZADD index; SET unique:<key>; stats; events;
-           with a run: HSET wfrun:<run_id>, ZADD wfruns:<workflow_id>, HSET wf:<workflow_id>
+           with a run: HSET wfrun:<run_id>, ZADD wfruns:<workflow_id> (score = the workflow's
+           run number, so runs started in one millisecond keep their order), HSET wf:<workflow_id>
   Cost     O(count * (fields + log N))
 ]]
 -- @include base
@@ -62,7 +63,8 @@ if run_id ~= "" then
   redis.call("HSET", P .. "wf:" .. workflow_id, "active_run", run_id)
   redis.call("HSET", P .. "wfrun:" .. run_id, "run_id", run_id, "workflow_id", workflow_id,
     "status", "running", "started_at_ms", ctx.now, "pending", count, "jobs", run_jobs)
-  redis.call("ZADD", P .. "wfruns:" .. workflow_id, ctx.now, run_id)
+  local run_number = redis.call("HINCRBY", P .. "wf:" .. workflow_id, "runs", 1)
+  redis.call("ZADD", P .. "wfruns:" .. workflow_id, run_number, run_id)
 end
 
 local reply = {"OK", ctx.now}
@@ -88,7 +90,7 @@ for _, job in ipairs(jobs) do
       redis.call("HINCRBY", P .. "stats", "count:waiting", 1)
     elseif job.run_at > ctx.now then
       redis.call("HSET", job_key, "delayed_until_ms", job.run_at)
-      redis.call("ZADD", P .. "delayed", job.run_at, job.id)
+      place_delayed(ctx, job.id, job.run_at)
     else
       place_ready(ctx, job_key, job.id, false)
     end

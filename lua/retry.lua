@@ -12,7 +12,8 @@
   ARGV[3]  job_id        string
 
   Returns  {"OK", previous_status}
-           {"NOT_FOUND"} | {"INVALID_STATE", status}
+           {"NOT_FOUND"} | {"INVALID_STATE", status} | {"WORKFLOW_JOB", status} (a job of a workflow
+           run is not retried alone: its run has counted it and skipped its dependants)
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET job:<id>; ZADD ready:<lsid>; ZREM done; PERSIST job:<id>; stats; events
   Cost     O(log N)
@@ -27,6 +28,8 @@ local job_key = P .. "job:" .. job_id
 local status = redis.call("HGET", job_key, "status")
 if not status then return {"NOT_FOUND"} end
 if status ~= "failure" and status ~= "cancelled" then return {"INVALID_STATE", status} end
+local run_id = redis.call("HGET", job_key, "run_id")
+if run_id and run_id ~= "" then return {"WORKFLOW_JOB", status} end
 
 redis.call("HSET", job_key, "status", "queued", "attempt", 0, "error", "", "finished_at_ms", "",
   "delayed_until_ms", 0)

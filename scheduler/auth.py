@@ -53,16 +53,20 @@ class TokenStore:
     """Checks presented tokens and issues API and registration tokens (stored hashed only)."""
 
     def __init__(self, redis: Redis, scripts: Scripts, keys: Keyspace,
-                 admin_tokens: list[str]) -> None:
+                 admin_tokens: list[str], metrics_tokens: list[str] | None = None) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
         self._admin_digests = {digest(token) for token in admin_tokens if token}
+        # Configured like admin tokens, so a scraper has a credential before any API call.
+        self._metrics_digests = {digest(token) for token in metrics_tokens or [] if token}
 
     async def authenticate(self, token: str) -> Principal | None:
         token_digest = digest(token)
         if token_digest in self._admin_digests:
             return Principal(kind="admin", role="admin", name="admin token")
+        if token_digest in self._metrics_digests:
+            return Principal(kind="metrics", role="metrics", name="metrics token")
         reply = await self.scripts.authenticate(self.keys, token_digest)
         if reply[0] != "OK":
             return None

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", validation_alias=_env("HOST"))
     port: int = Field(default=8080, ge=0, le=65535, validation_alias=_env("PORT", "PORT"))
     admin_token: str | None = Field(default=None, validation_alias=_env("ADMIN_TOKEN"))
+    metrics_token: str | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
     auth: bool = Field(default=True, validation_alias=_env("AUTH"))
     allow_insecure: bool = Field(default=False, validation_alias=_env("ALLOW_INSECURE"))
     reap_interval_secs: float = Field(
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("CORS_ORIGINS", "CORS_ORIGINS")
     )
     log_level: str = Field(default="info", validation_alias=_env("LOG_LEVEL"))
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$",
+                            validation_alias=_env("LOG_FORMAT"))
     result_ttl_secs: float = Field(
         default=7 * 86400, gt=0, validation_alias=_env("RESULT_TTL_SECS")
     )

@@ -37,7 +37,8 @@ def connect(url: str, cluster: bool = False, max_connections: int = 10) -> Redis
     pool = BlockingConnectionPool.from_url(url, decode_responses=True, timeout=10,
                                            max_connections=max_connections,
                                            health_check_interval=30)
-    return Redis(connection_pool=pool)
+    # from_pool: the client owns its pool, so aclose() closes the pool's connections too.
+    return Redis.from_pool(pool)
 
 
 def connect_settings(settings: Settings) -> Redis:

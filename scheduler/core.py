@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -62,6 +64,8 @@ class Scheduler:
         self.keys = Keyspace(self.settings.namespace)
         self.scripts = Scripts(redis, self.settings.events_maxlen)
         self._known_queues: set[str] = set()
+        # Told the duration (s) and result of every claim call; the API feeds its histograms.
+        self.claim_observer: Callable[[float, ClaimBatch], None] | None = None
 
     async def start(self) -> None:
         await self.scripts.load()
@@ -142,8 +146,10 @@ class Scheduler:
         workflow_id: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        newest_first: bool = False,
     ) -> tuple[list[Job], str | None]:
-        """Jobs of a queue in enqueue order; ``next_cursor`` continues after the last one seen.
+        """Jobs of a queue in enqueue order (or newest first); ``next_cursor`` continues after
+        the last one seen.
 
         Filters scan at most ``MAX_LIST_SCAN`` entries per call, so a page may be short (or
         empty) with a cursor to go on: the cost of one call is bounded, not the result.
@@ -156,9 +162,14 @@ class Scheduler:
         jobs: list[Job] = []
         after, scanned = cursor or "", 0
         while len(jobs) < limit and scanned < MAX_LIST_SCAN:
-            page = cast(list[tuple[str, float]], await self.redis.zrangebyscore(
-                q.index, f"({after}" if after else "-inf", "+inf", start=0, num=limit,
-                withscores=True))
+            if newest_first:
+                page = cast(list[tuple[str, float]], await self.redis.zrevrangebyscore(
+                    q.index, f"({after}" if after else "+inf", "-inf", start=0, num=limit,
+                    withscores=True))
+            else:
+                page = cast(list[tuple[str, float]], await self.redis.zrangebyscore(
+                    q.index, f"({after}" if after else "-inf", "+inf", start=0, num=limit,
+                    withscores=True))
             if not page:
                 return jobs, None
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -215,7 +226,7 @@ class Scheduler:
             raise errors.InvalidArgument(f"max_jobs must be 1..{MAX_CLAIM}")
         labels_json = codec.dumps(sorted(set(labels)))
         ttl_ms = codec.ms(lease_ttl_secs) if lease_ttl_secs is not None else None
-        batch = ClaimBatch()
+        batch, started = ClaimBatch(), time.perf_counter()
         for queue in queues or ["default"]:
             wanted = max_jobs - len(batch.claims)
             if wanted <= 0:
@@ -226,6 +237,8 @@ class Scheduler:
                 self.settings.reap_batch, now_ms,
                 codec.ms(self.settings.default_lease_ttl_secs))
             self._read_claim(reply, batch)
+        if self.claim_observer is not None:
+            self.claim_observer(time.perf_counter() - started, batch)
         return batch
 
     @staticmethod
@@ -346,9 +359,7 @@ class Scheduler:
             pipe.zcard(q.delayed)
             pipe.zcard(q.leases)
             pipe.hgetall(q.stats)
-            pipe.time()
-            meta, lsids, scheduled, running, stats, (sec, usec) = await pipe.execute()
-        now = now_ms if now_ms is not None else int(sec) * 1000 + int(usec) // 1000
+            meta, lsids, scheduled, running, stats = await pipe.execute()
         async with self.redis.pipeline(transaction=False) as pipe:
             for lsid in lsids:
                 pipe.zcard(q.ready(lsid))
@@ -356,6 +367,8 @@ class Scheduler:
             replies = await pipe.execute()
         heads = [member[0].split("|", 1)[1] for member in replies[1::2] if member]
         oldest = await self._oldest_enqueued(q, heads)
+        # TIME is not allowed in a Cluster pipeline; ask only when there is an age to compute.
+        now = now_ms if now_ms is not None or oldest is None else await self.now_ms()
         counters = {name: int(value) for name, value in stats.items()}
         rate = int(meta.get("rate_limit", "0"))
         max_running = int(meta.get("max_running", "0"))
@@ -372,9 +385,15 @@ class Scheduler:
             max_running=max_running or None,
             rate_limit=RateLimit(limit=rate, per_secs=codec.secs(int(meta["rate_per_ms"])))
             if rate else None,
-            oldest_ready_age_secs=codec.secs(max(0, now - oldest)) if oldest is not None else None,
+            oldest_ready_age_secs=codec.secs(max(0, now - oldest))
+            if oldest is not None and now is not None else None,
             counters={k: v for k, v in counters.items() if not k.startswith("count:")},
         )
+
+    async def now_ms(self) -> int:
+        """Redis time, the one clock of every script."""
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
 
     async def _oldest_enqueued(self, q: QueueKeys, job_ids: list[str]) -> int | None:
         if not job_ids:

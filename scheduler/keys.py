@@ -152,3 +152,8 @@ class Keyspace:
     @property
     def worker_names(self) -> str:
         return self.global_prefix + "worker-names"
+
+    @property
+    def reaper(self) -> str:
+        """HASH ``last_run_ms`` and ``passes`` of the reapers: the liveness signal alerts watch."""
+        return self.global_prefix + "reaper"

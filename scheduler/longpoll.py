@@ -51,8 +51,15 @@ class ReadyWaiters:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._close_pubsub()
+
+    async def _close_pubsub(self) -> None:
+        """Gives the subscription's connection back: a lost one left checked out would drain
+        the pool, one per Redis restart or failover, until every request waits forever."""
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @property
     def waiting(self) -> int:
@@ -68,6 +75,7 @@ class ReadyWaiters:
                     self._on_message(message["channel"], message["data"])
             except (RedisError, OSError) as exc:
                 log.warning("ready_listener_lost", error=str(exc))
+                await self._close_pubsub()
                 await asyncio.sleep(0.5)
 
     def _on_message(self, channel: str, data: str) -> None:

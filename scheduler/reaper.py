@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 
 import structlog
 from redis.exceptions import RedisError
@@ -38,7 +39,16 @@ class Reaper:
                 if not more:
                     break
         report.workers_offline = await self.workers.sweep(now_ms)
+        await self._record_pass()
         return report
+
+    async def _record_pass(self) -> None:
+        """Counts finished passes in Redis, so /metrics of any process shows a reaper is alive."""
+        key = self.scheduler.keys.reaper
+        async with self.scheduler.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "last_run_ms", str(int(time.time() * 1000)))
+            pipe.hincrby(key, "passes", 1)
+            await pipe.execute()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Runs a pass every interval (with 10% jitter) until ``stop`` is set."""

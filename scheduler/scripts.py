@@ -33,6 +33,7 @@ STATUS_ERRORS: dict[str, type[errors.SchedulerError]] = {
     "WORKER_CONFLICT": errors.Conflict,
     "NAME_CONFLICT": errors.Conflict,
     "RUN_ACTIVE": errors.Conflict,
+    "WORKFLOW_JOB": errors.InvalidState,
 }
 _MESSAGES = {
     "LEASE_NOT_FOUND": "no such lease",
@@ -49,6 +50,7 @@ _MESSAGES = {
     "WORKER_CONFLICT": "the worker id belongs to another live worker",
     "NAME_CONFLICT": "the worker name belongs to another live worker",
     "RUN_ACTIVE": "the workflow has an active run",
+    "WORKFLOW_JOB": "a workflow job is retried by running its workflow again",
 }
 
 Reply = list[Any]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from scheduler.auth import TokenStore
@@ -51,26 +53,61 @@ async def open_services(settings: Settings) -> Services:
     scheduler = Scheduler(redis, settings)
     await scheduler.start()
     await warn_about_eviction(redis)
-    admin_tokens = [t.strip() for t in (settings.admin_token or "").split(",") if t.strip()]
-    tokens = TokenStore(redis, scheduler.scripts, scheduler.keys, admin_tokens)
+    await warn_about_persistence(redis)
+    tokens = TokenStore(redis, scheduler.scripts, scheduler.keys, _split(settings.admin_token),
+                        _split(settings.metrics_token))
     waiters = ReadyWaiters(scheduler)
     await waiters.start()
     url = settings.redis_url or ""
     hub = StreamHub(lambda: connect(url, settings.redis_cluster, max_connections=2))
     workflows = Workflows(scheduler)
+    services = Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters, hub,
+                        LogStore(scheduler, hub), workflows)
     if settings.workflows_dir:
-        await workflows.load_dir(Path(settings.workflows_dir))
-    return Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters, hub,
-                    LogStore(scheduler, hub), workflows)
+        try:
+            await workflows.load_dir(Path(settings.workflows_dir))
+        except BaseException:  # a bad definition file stops start-up: leave nothing running
+            await services.close()
+            raise
+    return services
+
+
+def _split(tokens: str | None) -> list[str]:
+    """Comma-separated tokens of a setting."""
+    return [t.strip() for t in (tokens or "").split(",") if t.strip()]
+
+
+async def _config(redis: Redis, *names: str) -> list[dict[str, str]]:
+    """CONFIG GET of every primary (one on a single node); [] when CONFIG is disabled."""
+    try:
+        if isinstance(redis, RedisCluster):
+            replies = await redis.config_get(*names, target_nodes=RedisCluster.PRIMARIES)
+            return list(cast(dict[str, dict[str, str]], replies).values())
+        return [cast(dict[str, str], await redis.config_get(*names))]
+    except RedisError:  # managed Redis often disables CONFIG; then we cannot tell
+        return []
 
 
 async def warn_about_eviction(redis: Redis) -> None:
     """Evicting keys breaks every guarantee; SPEC §5 asks for ``noeviction``."""
-    try:
-        config = await redis.config_get("maxmemory-policy")
-    except RedisError:  # CONFIG may be disabled (managed Redis); then we cannot tell
-        return
-    policy = config.get("maxmemory-policy", "noeviction")
-    if policy != "noeviction":
-        log.warning("redis_eviction_enabled", policy=policy,
-                    hint="set maxmemory-policy noeviction; evicted keys lose jobs")
+    for config in await _config(redis, "maxmemory-policy"):
+        policy = config.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            log.warning("redis_eviction_enabled", policy=policy,
+                        hint="set maxmemory-policy noeviction; evicted keys lose jobs")
+            return
+
+
+async def warn_about_persistence(redis: Redis) -> None:
+    """Without AOF or RDB a Redis restart forgets every job; SPEC §5 asks for AOF everysec."""
+    for config in await _config(redis, "appendonly", "save"):
+        aof = config.get("appendonly", "yes") == "yes"
+        rdb = config.get("save", "x").strip() != ""
+        if not aof and not rdb:
+            log.warning("redis_persistence_disabled", hint="set appendonly yes and appendfsync "
+                        "everysec; a restart of this Redis loses every job")
+            return
+        if not aof:
+            log.info("redis_aof_disabled", hint="only RDB snapshots: a crash loses the writes "
+                     "since the last save; appendonly yes bounds the loss to about 1 s")
+            return

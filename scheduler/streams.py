@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 log = structlog.get_logger("leasehold.streams")
 
 ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
-BLOCK_MS = 15_000
+BLOCK_MS = 4_000  # under redis-py's 5 s socket timeout, else every idle read times out
 Entry = tuple[str, dict[str, str]]
 
 

@@ -13,6 +13,8 @@ from scheduler import errors
 from scheduler.models import Label, QueueName, RetryPolicy
 
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # exported as a shell name
+EnvValue = str | int | float | bool
 MAX_JOBS = 1000
 
 
@@ -85,7 +87,7 @@ class _Step(BaseModel):
     id: str | None = None
     name: str | None = None
     run: str
-    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     if_: JsonValue = Field(default=None, alias="if")
 
 
@@ -95,7 +97,7 @@ class _SeedJob(BaseModel):
     needs: str | list[str] = Field(default_factory=list)
     run: str | None = None
     steps: list[_Step] | None = None
-    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     labels: list[Label] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=1000)
     timeout: JsonValue = None  # parsed by seed 003, unused; timeout_secs is ours
@@ -117,16 +119,21 @@ class _SeedWorkflow(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = Field(min_length=1, max_length=256)
     on: JsonValue = None
-    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    jobs: dict[str, _SeedJob] = Field(default_factory=dict, max_length=MAX_JOBS)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    jobs: dict[NodeId, _SeedJob] = Field(default_factory=dict, max_length=MAX_JOBS)
     queue: QueueName = "default"
 
 
-def _exports(env: dict[str, str | int | float | bool]) -> list[str]:
-    return [f"export {key}={shlex.quote(str(value))}" for key, value in env.items()]
+def _exports(env: dict[str, EnvValue]) -> list[str]:
+    return [f"export {key}={shlex.quote(_shell_word(value))}" for key, value in env.items()]
 
 
-def _flatten(node_id: str, job: _SeedJob, global_env: dict[str, str | int | float | bool]) -> str:
+def _shell_word(value: EnvValue) -> str:
+    """YAML's ``true`` exports as ``true`` (not Python's ``True``)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _flatten(node_id: str, job: _SeedJob, global_env: dict[str, EnvValue]) -> str:
     """One shell command: global, then job env as exports, then the run or each bannered step."""
     parts = _exports(global_env) + _exports(job.env)
     if job.run is not None:

@@ -190,11 +190,15 @@ class Workflows:
             jobs=[_job_view(node, jobs.get(node.id)) for node in definition.jobs])
 
     async def list(self, limit: int, offset: int, status: str | None) -> list[WorkflowView]:
-        """In creation order; ``status`` keeps workflows with at least one job in that status."""
+        """In creation order; ``status`` keeps workflows with at least one job in that status.
+
+        With ``status``, ``offset`` counts matching workflows (seed 003's "page 2 of running").
+        """
         views: list[WorkflowView] = []
-        start = offset
+        start, skip = (offset, 0) if status is None else (0, offset)
         while len(views) < limit:
-            ids = cast(list[str], await self.redis.zrange(self._index, start, start + limit - 1))
+            batch = limit if status is None else max(limit, 100)
+            ids = cast(list[str], await self.redis.zrange(self._index, start, start + batch - 1))
             if not ids:
                 break
             start += len(ids)
@@ -204,6 +208,9 @@ class Workflows:
                 except errors.JobNotFound:
                     continue
                 if status is None or any(job.status == status for job in view.jobs):
+                    if skip:
+                        skip -= 1
+                        continue
                     views.append(view)
             if status is None:
                 break

@@ -26,7 +26,7 @@ local function retry_or_fail(ctx, job_key, id, error_text, rand)
   if delay > 0 then
     local seq = redis.call("HINCRBY", ctx.P .. "meta", "seq", 1)
     redis.call("HSET", job_key, "seq", seq)
-    redis.call("ZADD", ctx.P .. "delayed", due, id)
+    place_delayed(ctx, id, due)
   else
     place_ready(ctx, job_key, id, true)
   end

@@ -42,6 +42,13 @@ local function place_ready(ctx, job_key, id, fresh_seq)
   ctx.woken = (ctx.woken or 0) + 1
 end
 
+-- Puts a job in `delayed` until `due`; long-polling claimers are woken to learn the new due time
+-- (a claim that finds nothing sleeps until the earliest due job, so no later wake-up is needed).
+local function place_delayed(ctx, id, due)
+  redis.call("ZADD", ctx.P .. "delayed", due, id)
+  ctx.woken = (ctx.woken or 0) + 1
+end
+
 -- Tells long-polling claimers (channel "<prefix>ready", message = jobs made ready) to look again.
 local function wake(ctx)
   if (ctx.woken or 0) > 0 then redis.call("PUBLISH", ctx.P .. "ready", ctx.woken) end

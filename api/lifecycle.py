@@ -1,0 +1,58 @@
+"""Job lifecycle events for the worker routes: one log line per claim, outcome and lost lease."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+
+from api.metrics import observe_run
+from scheduler import errors
+from scheduler.core import Scheduler
+from scheduler.keys import job_of_lease, queue_of_job
+from scheduler.metrics import attempt_run_ms
+from scheduler.models import Claim
+
+log = structlog.get_logger("leasehold.jobs")
+
+
+def claimed(worker_id: str, claims: list[Claim]) -> None:
+    for claim in claims:
+        log.info("job_claimed", job_id=claim.job.id, lease_id=claim.lease.lease_id,
+                 worker_id=worker_id, queue=claim.job.queue, attempt=claim.lease.attempt)
+
+
+@contextlib.contextmanager
+def lease_call(event: str, lease_id: str, worker_id: str,
+               quiet: bool = False) -> Iterator[dict[str, Any]]:
+    """Logs ``event`` when the block succeeds, ``lease_lost`` (with the reason) when it is lost.
+
+    The block may add fields to the yielded dict. ``quiet`` logs success at debug level only
+    (heartbeats would drown everything else). ``worker_id`` "" = an admin acting on the lease.
+    """
+    job_id = job_of_lease(lease_id)
+    fields: dict[str, Any] = {"job_id": job_id, "lease_id": lease_id,
+                              "worker_id": worker_id or None,
+                              "queue": queue_of_job(job_id) if job_id else None}
+    try:
+        yield fields
+    except errors.LeaseLost as exc:
+        log.warning("lease_lost", call=event, reason=exc.code, **fields)
+        raise
+    if quiet:
+        log.debug(event, **fields)
+    else:
+        log.info(event, **fields)
+
+
+async def record_run(scheduler: Scheduler, fields: dict[str, Any], outcome: str) -> None:
+    """Observes the attempt's run time; never fails the call that already succeeded."""
+    try:
+        run_ms = await attempt_run_ms(scheduler, fields["lease_id"])
+    except errors.BACKEND_ERRORS:
+        return
+    if run_ms is not None and fields["queue"] is not None:
+        observe_run(fields["queue"], outcome, run_ms)
+        fields["run_ms"] = run_ms

@@ -1,0 +1,68 @@
+"""What ``/metrics`` reads from Redis at scrape time: queue counters and gauges, workers, reaper."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import cast
+
+from scheduler.core import Scheduler
+from scheduler.keys import job_of_lease
+from scheduler.models import QueueStats, WorkerStatus
+from scheduler.workers import WorkerRegistry
+
+QUEUE_READS_AT_ONCE = 4  # queues read concurrently per scrape; each read is a few round trips
+
+
+@dataclass(frozen=True)
+class ReaperState:
+    """What the reapers recorded (``Keyspace.reaper``); ``last_run_ms`` None = never ran."""
+
+    last_run_ms: int | None
+    passes: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a scrape reports from Redis, read before rendering (collectors are sync)."""
+
+    queues: list[QueueStats]
+    workers: dict[WorkerStatus, int]
+    reaper: ReaperState
+
+
+async def snapshot(scheduler: Scheduler, workers: WorkerRegistry) -> Snapshot:
+    """The lifecycle counters are the scripts' own, so every process reports the same totals."""
+    gate = asyncio.Semaphore(QUEUE_READS_AT_ONCE)
+
+    async def stats(queue: str) -> QueueStats:
+        async with gate:
+            return await scheduler.queue_stats(queue)
+
+    queues = await asyncio.gather(*(stats(name) for name in await scheduler.queues()))
+    counts = dict.fromkeys(WorkerStatus, 0)
+    for worker in await workers.list():
+        counts[worker.status] += 1
+    raw = cast(dict[str, str], await scheduler.redis.hgetall(scheduler.keys.reaper))
+    last = raw.get("last_run_ms")
+    reaper = ReaperState(last_run_ms=int(last) if last else None,
+                         passes=int(raw.get("passes", "0")))
+    return Snapshot(queues=list(queues), workers=counts, reaper=reaper)
+
+
+async def attempt_run_ms(scheduler: Scheduler, lease_id: str) -> int | None:
+    """How long the lease's attempt ran by Redis time, read just after it completed or failed.
+
+    None when the job already moved on to another lease (a retry claimed at once) or is gone.
+    One O(1) read; a retried attempt (no ``finished_at_ms``) costs one TIME more.
+    """
+    job_id = job_of_lease(lease_id)
+    if job_id is None:
+        return None
+    _, q = scheduler.lease_target(lease_id)
+    current, started, finished = cast(list[str | None], await scheduler.redis.hmget(
+        q.job(job_id), ["lease_id", "started_at_ms", "finished_at_ms"]))
+    if current != lease_id or not started:
+        return None
+    end = int(finished) if finished else await scheduler.now_ms()
+    return max(0, end - int(started))
