@@ -20,7 +20,7 @@ STATUS: dict[type[errors.SchedulerError], int] = {
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.NotLeaseOwner: 403,
-    errors.JobNotFound: 404,
+    errors.NotFound: 404,
     errors.LeaseLost: 409,
     errors.InvalidState: 409,
     errors.Conflict: 409,

@@ -91,8 +91,8 @@ async def complete(request: web.Request) -> web.Response:
     body = await read_model(request, Complete, optional=True)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     with lifecycle.lease_call("job_completed", request.match_info["lease_id"], owner) as event:
-        await scheduler.complete(event["lease_id"], owner, body.outputs)
-        await lifecycle.record_run(scheduler, event, "success")
+        run_ms = await scheduler.complete(event["lease_id"], owner, body.outputs)
+        lifecycle.record_run(event, "success", run_ms)
     return respond(Ok())
 
 
@@ -106,7 +106,7 @@ async def fail(request: web.Request) -> web.Response:
     with lifecycle.lease_call("job_failed", request.match_info["lease_id"], owner) as event:
         outcome = await scheduler.fail(event["lease_id"], body.error, owner, body.retryable)
         event["will_retry"] = outcome.will_retry
-        await lifecycle.record_run(scheduler, event, "retry" if outcome.will_retry else "failure")
+        lifecycle.record_run(event, "retry" if outcome.will_retry else "failure", outcome.run_ms)
     return respond(FailReply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
 
 
@@ -166,8 +166,9 @@ async def batch_complete(request: web.Request) -> web.Response:
     items = {item.lease_id: item for item in body.completions}
 
     async def act(lease_id: str) -> LeaseResult:
-        with lifecycle.lease_call("job_completed", lease_id, owner):
-            await scheduler.complete(lease_id, owner, items[lease_id].outputs)
+        with lifecycle.lease_call("job_completed", lease_id, owner) as event:
+            run_ms = await scheduler.complete(lease_id, owner, items[lease_id].outputs)
+            lifecycle.record_run(event, "success", run_ms)
         return LeaseResult(lease_id=lease_id, ok=True)
 
     return respond(await _each(list(items), act))
@@ -187,6 +188,8 @@ async def batch_fail(request: web.Request) -> web.Response:
         with lifecycle.lease_call("job_failed", lease_id, owner) as event:
             outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
             event["will_retry"] = outcome.will_retry
+            lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
+                                 outcome.run_ms)
         return LeaseResult(lease_id=lease_id, ok=True, will_retry=outcome.will_retry,
                            retry_at_ms=outcome.retry_at_ms)
 

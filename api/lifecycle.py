@@ -10,9 +10,7 @@ import structlog
 
 from api.metrics import observe_run
 from scheduler import errors
-from scheduler.core import Scheduler
 from scheduler.keys import job_of_lease, queue_of_job
-from scheduler.metrics import attempt_run_ms
 from scheduler.models import Claim
 
 log = structlog.get_logger("leasehold.jobs")
@@ -47,12 +45,8 @@ def lease_call(event: str, lease_id: str, worker_id: str,
         log.info(event, **fields)
 
 
-async def record_run(scheduler: Scheduler, fields: dict[str, Any], outcome: str) -> None:
-    """Observes the attempt's run time; never fails the call that already succeeded."""
-    try:
-        run_ms = await attempt_run_ms(scheduler, fields["lease_id"])
-    except errors.BACKEND_ERRORS:
-        return
-    if run_ms is not None and fields["queue"] is not None:
+def record_run(fields: dict[str, Any], outcome: str, run_ms: int) -> None:
+    """Observes the attempt's run time (the script returned it: no extra round trip)."""
+    if fields["queue"] is not None:
         observe_run(fields["queue"], outcome, run_ms)
         fields["run_ms"] = run_ms

@@ -112,17 +112,55 @@ async def serve_log_stream(request: web.Request, job_id: str) -> web.StreamRespo
     async with sse_response(request, response_cls=KeepAliveResponse,
                             ping_interval=KEEP_ALIVE_SECS) as resp:
         try:
-            async for item in logs.tail(job_id, after):
-                if isinstance(item, LogChunk):
-                    await resp.send(item.model_dump_json(), id=item.id, event="log")
-                else:
-                    await resp.send(orjson.dumps({"status": item}).decode(), event="end")
-                    break
+            async with contextlib.aclosing(
+                    logs.tail(job_id, after, lambda: cut_off(request))) as items:
+                async for item in items:
+                    if isinstance(item, LogChunk):
+                        # not resp.send: the same bytes go to every viewer, and a stalled
+                        # viewer is cut off by cut_off() or the keep-alive's send timeout
+                        await resp.write(log_event(job_id, item))
+                    else:
+                        await resp.send(orjson.dumps({"status": item}).decode(), event="end")
+                        break
         except SubscriberTooSlow:
             pass  # the client reconnects with Last-Event-ID and reads the rest as history
         except (ConnectionResetError, asyncio.CancelledError):
             pass
     return resp
+
+
+class EncodedEvents:
+    """Each log chunk's SSE event, encoded once for all its viewers; the oldest are dropped
+    past ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self.events: dict[tuple[str, str], bytes] = {}
+
+    def __call__(self, job_id: str, chunk: LogChunk) -> bytes:
+        memo = (job_id, chunk.id)
+        event = self.events.get(memo)
+        if event is None:
+            data = chunk.model_dump_json()  # one line, so one data line
+            event = f"id: {chunk.id}\r\nevent: log\r\ndata: {data}\r\n\r\n".encode()
+            self.events[memo] = event
+            self.size += len(event)
+            while self.size > self.budget:
+                self.size -= len(self.events.pop(next(iter(self.events))))
+        return event
+
+
+log_event = EncodedEvents(8 << 20)
+
+
+def cut_off(request: web.Request) -> None:
+    """Drops a viewer that fell too far behind (its bounded queue overflowed) at once, even while
+    its handler waits on a stalled write: what it has not received stays in Redis, and it
+    resumes with Last-Event-ID."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 @router.route("GET", "/api/events", roles=READERS, tag="logs", sse=True,
@@ -138,7 +176,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     workflow = request.query.get("workflow_id")
     queues = [queue] if queue else await services.scheduler.queues()
     keys = [services.scheduler.queue_keys(name).events for name in queues]
-    subs = [await services.hub.subscribe(key) for key in keys]
+    subs = [await services.hub.subscribe(key, lambda: cut_off(request)) for key in keys]
     merged: asyncio.Queue[tuple[str, str, dict[str, str]]] = asyncio.Queue(services.hub.maxsize)
 
     async def pump(name: str, sub_index: int) -> None:

@@ -47,7 +47,7 @@ JOB_WAIT = Histogram(
     "leasehold_job_wait_seconds", "Claimed jobs: started minus enqueued, by Redis time",
     ["queue"], buckets=_JOB, registry=REGISTRY)
 JOB_RUN = Histogram(
-    "leasehold_job_run_seconds", "Attempts reported by the single-lease complete/fail routes: "
+    "leasehold_job_run_seconds", "Attempts reported by complete/fail (single and batch): "
     "finished minus started, by Redis time", ["queue", "outcome"], buckets=_JOB,
     registry=REGISTRY)
 HTTP_DURATION = Histogram(

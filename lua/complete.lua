@@ -14,7 +14,7 @@
   ARGV[5]  worker_id     string, "" to skip the ownership check
   ARGV[6]  outputs       string, JSON object
 
-  Returns  {"OK"}
+  Returns  {"OK", run_ms}   run_ms = this attempt's run time by Redis time
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
@@ -33,7 +33,8 @@ local job_key = P .. "job:" .. job_id
 local verdict = fence(ctx, job_key, lease_id, worker_id)
 if verdict ~= "OK" then return {verdict} end
 
+local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
 redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
 finish(ctx, job_key, job_id, "success", "running")
 redis.call("ZREM", KEYS[2], job_id)
-return {"OK"}
+return {"OK", run_ms}

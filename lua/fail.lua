@@ -18,7 +18,7 @@
   ARGV[7]  retryable     "1" consumes an attempt and retries if any is left; "0" fails for good
   ARGV[8]  rand          number in [0, 1), drives the backoff jitter
 
-  Returns  {"RETRY", due_ms} | {"FAILED"}
+  Returns  {"RETRY", due_ms, run_ms} | {"FAILED", "", run_ms}   run_ms = this attempt's run time
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
@@ -40,6 +40,7 @@ local job_key = P .. "job:" .. job_id
 local verdict = fence(ctx, job_key, lease_id, worker_id)
 if verdict ~= "OK" then return {verdict} end
 
+local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
 redis.call("HSET", job_key, "lease_state", "failed")
 local reply
 if retryable then
@@ -47,8 +48,10 @@ if retryable then
 else
   redis.call("HSET", job_key, "error", error_text)
   finish(ctx, job_key, job_id, "failure", "running")
-  reply = {"FAILED"}
+  reply = {"FAILED", ""}
 end
+if reply[1] == "FAILED" then reply[2] = "" end
+reply[3] = run_ms
 redis.call("ZREM", KEYS[2], job_id)
 wake(ctx)
 return reply

@@ -90,7 +90,7 @@ class TokenStore:
     async def delete_api_token(self, token_id: str) -> None:
         token_digest = cast(str | None, await self.redis.hget(self.keys.api_tokens, token_id))
         if token_digest is None:
-            raise errors.JobNotFound("no such token", token_id=token_id)
+            raise errors.TokenNotFound("no such token", token_id=token_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.token(token_digest))
             pipe.hdel(self.keys.api_tokens, token_id)

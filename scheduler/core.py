@@ -290,11 +290,13 @@ class Scheduler:
         worker_id: str = "",
         outputs: dict[str, JsonValue] | None = None,
         now_ms: int | None = None,
-    ) -> None:
+    ) -> int:
+        """Finishes the job with success; returns the attempt's run time in ms."""
         job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.complete(q, job_id, lease_id, worker_id,
                                             codec.dumps(outputs or {}), now_ms)
         raise_for(reply, lease_id=lease_id)
+        return int(reply[1])
 
     async def fail(
         self,
@@ -308,8 +310,8 @@ class Scheduler:
         reply = await self.scripts.fail(q, job_id, lease_id, worker_id, error, retryable, now_ms)
         raise_for(reply, lease_id=lease_id)
         if reply[0] == "RETRY":
-            return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]))
-        return FailOutcome(will_retry=False)
+            return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=int(reply[2]))
+        return FailOutcome(will_retry=False, run_ms=int(reply[2]))
 
     async def release(self, lease_id: str, worker_id: str = "", now_ms: int | None = None) -> None:
         job_id, q = self.lease_target(lease_id)

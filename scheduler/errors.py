@@ -30,8 +30,26 @@ class InvalidArgument(SchedulerError):
     code = "invalid_argument"
 
 
-class JobNotFound(SchedulerError):
+class NotFound(SchedulerError):
+    """An unknown id (404)."""
+
+    code = "not_found"
+
+
+class JobNotFound(NotFound):
     code = "job_not_found"
+
+
+class WorkerNotFound(NotFound):
+    code = "worker_not_found"
+
+
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
 
 
 class InvalidState(SchedulerError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -15,6 +15,8 @@ from scheduler.scripts import raise_for
 from scheduler.streams import ENTRY_ID, Entry, StreamHub, entry_key
 
 MAX_READ = 1000
+# live chunks remembered for the other viewers of the same job, oldest dropped first
+LIVE_MEMO, LIVE_MEMO_BYTES = 4096, 8 << 20
 
 
 class LogChunk(BaseModel):
@@ -56,6 +58,8 @@ class LogStore:
         self.scheduler = scheduler
         self.hub = hub
         self.maxlen = scheduler.settings.log_maxlen
+        self._live: dict[tuple[str, str], LogChunk] = {}
+        self._live_bytes = 0
 
     def key(self, job_id: str) -> str:
         queue = queue_of_job(job_id)
@@ -93,13 +97,18 @@ class LogStore:
                 chunks.append(chunk)
         return chunks, ended
 
-    async def tail(self, job_id: str, after: str | None) -> AsyncIterator[LogChunk | str]:
+    async def tail(self, job_id: str, after: str | None,
+                   on_overflow: Callable[[], None] | None = None,
+                   ) -> AsyncGenerator[LogChunk | str, None]:
         """History, then live chunks, with no gap and no duplicate; a final status string ends it.
 
-        Raises ``SubscriberTooSlow`` when the viewer fell behind the live stream.
+        Raises ``SubscriberTooSlow`` when the viewer fell behind the live stream; ``on_overflow``
+        is called the moment that happens (a viewer stuck writing to its client may never
+        come back for the next chunk, so the caller should cut the client off there).
         """
         key = self.key(job_id)
-        sub = await self.hub.subscribe(key)  # before reading history, so nothing falls between
+        # before reading history, so nothing falls between
+        sub = await self.hub.subscribe(key, on_overflow)
         try:
             last = after or "0-0"
             while True:
@@ -120,7 +129,7 @@ class LogStore:
                 if entry_key(entry[0]) <= entry_key(last):
                     continue
                 last = entry[0]
-                live = to_chunk(job.job_id, job.workflow_id, entry)
+                live = self._live_chunk(key, job.job_id, job.workflow_id, entry)
                 if live is not None:
                     yield live
                 elif (job := await self.scheduler.get(job_id)).status.terminal:
@@ -128,6 +137,22 @@ class LogStore:
                     return
         finally:
             await self.hub.unsubscribe(sub)
+
+    def _live_chunk(self, key: str, job_name: str, workflow_id: str | None,
+                    entry: Entry) -> LogChunk | None:
+        """One LogChunk per live entry, shared by every viewer of the job (a thousand viewers
+        would otherwise build a thousand equal ones); None for the end marker."""
+        memo = (key, entry[0])
+        chunk = self._live.get(memo)
+        if chunk is None:
+            chunk = to_chunk(job_name, workflow_id, entry)
+            if chunk is None:
+                return None
+            self._live[memo] = chunk
+            self._live_bytes += len(chunk.data)
+            while len(self._live) > LIVE_MEMO or self._live_bytes > LIVE_MEMO_BYTES:
+                self._live_bytes -= len(self._live.pop(next(iter(self._live))).data)  # oldest
+        return chunk
 
 
 class SubscriberTooSlow(errors.SchedulerError):

@@ -47,10 +47,14 @@ class ReadyWaiters:
         self._task = asyncio.create_task(self._listen(), name="leasehold-ready-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            if not done:  # a pubsub read can swallow the cancel; closing its socket ends it
+                await self._close_pubsub()
+                task.cancel()
+                await asyncio.wait({task}, timeout=2)
         await self._close_pubsub()
 
     async def _close_pubsub(self) -> None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import cast
 
 from scheduler.core import Scheduler
-from scheduler.keys import job_of_lease
 from scheduler.models import QueueStats, WorkerStatus
 from scheduler.workers import WorkerRegistry
 
@@ -48,21 +47,3 @@ async def snapshot(scheduler: Scheduler, workers: WorkerRegistry) -> Snapshot:
     reaper = ReaperState(last_run_ms=int(last) if last else None,
                          passes=int(raw.get("passes", "0")))
     return Snapshot(queues=list(queues), workers=counts, reaper=reaper)
-
-
-async def attempt_run_ms(scheduler: Scheduler, lease_id: str) -> int | None:
-    """How long the lease's attempt ran by Redis time, read just after it completed or failed.
-
-    None when the job already moved on to another lease (a retry claimed at once) or is gone.
-    One O(1) read; a retried attempt (no ``finished_at_ms``) costs one TIME more.
-    """
-    job_id = job_of_lease(lease_id)
-    if job_id is None:
-        return None
-    _, q = scheduler.lease_target(lease_id)
-    current, started, finished = cast(list[str | None], await scheduler.redis.hmget(
-        q.job(job_id), ["lease_id", "started_at_ms", "finished_at_ms"]))
-    if current != lease_id or not started:
-        return None
-    end = int(finished) if finished else await scheduler.now_ms()
-    return max(0, end - int(started))

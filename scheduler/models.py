@@ -146,6 +146,7 @@ class Heartbeat(BaseModel):
 class FailOutcome(BaseModel):
     will_retry: bool
     retry_at_ms: int | None = None
+    run_ms: int = 0
 
 
 class Submitted(BaseModel):

@@ -17,6 +17,7 @@ log = structlog.get_logger("leasehold.streams")
 
 ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 BLOCK_MS = 4_000  # under redis-py's 5 s socket timeout, else every idle read times out
+STOP_TRIES, STOP_WAIT_SECS = 25, 0.2  # a reader that ignores cancels still ends after BLOCK_MS
 Entry = tuple[str, dict[str, str]]
 
 
@@ -33,6 +34,9 @@ class Subscription:
     key: str
     queue: asyncio.Queue[Entry]
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Called once, from the reader, when the queue overflows: the viewer may be stuck writing
+    # to a stalled client and never look at its queue again, so this is what cuts it off.
+    on_overflow: Callable[[], None] | None = None
 
 
 class _Reader:
@@ -42,6 +46,7 @@ class _Reader:
         self.last_id = start_id
         self.subscribers: set[Subscription] = set()
         self.task: asyncio.Task[None] | None = None
+        self.stopped = False
 
 
 class StreamHub:
@@ -62,9 +67,10 @@ class StreamHub:
     def readers(self) -> int:
         return len(self._readers)
 
-    async def subscribe(self, key: str) -> Subscription:
+    async def subscribe(self, key: str,
+                        on_overflow: Callable[[], None] | None = None) -> Subscription:
         """Entries appended after this call returns are delivered (and maybe a few before)."""
-        sub = Subscription(key=key, queue=asyncio.Queue(self.maxsize))
+        sub = Subscription(key=key, queue=asyncio.Queue(self.maxsize), on_overflow=on_overflow)
         async with self._lock:
             reader = self._readers.get(key)
             if reader is None:
@@ -96,15 +102,27 @@ class StreamHub:
 
     @staticmethod
     async def _stop(reader: _Reader) -> None:
-        if reader.task is not None:
-            reader.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader.task
+        reader.stopped = True
+        task = reader.task
+        if task is not None:
+            # redis-py sends a command under asyncio.wait_for, which on Python 3.11 swallows a
+            # cancel that lands as the send completes: the reader would go on reading forever
+            # and this wait would never end. So cancel until it ends (``stopped`` ends it too,
+            # after its current blocking read).
+            for _ in range(STOP_TRIES):
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_SECS)
+                if done:
+                    if not task.cancelled():
+                        task.exception()  # retrieved, so asyncio does not log it
+                    break
+            else:
+                log.warning("stream_reader_not_stopping", key=reader.key)
         with contextlib.suppress(RedisError, OSError):
             await reader.client.aclose()
 
     async def _read(self, reader: _Reader) -> None:
-        while True:
+        while not reader.stopped:
             try:
                 reply = cast(list[tuple[str, list[Entry]]], await reader.client.xread(
                     {reader.key: reader.last_id}, block=BLOCK_MS, count=500))
@@ -126,3 +144,9 @@ class StreamHub:
                 sub.queue.put_nowait(entry)
             except asyncio.QueueFull:
                 sub.overflowed.set()
+                if sub.on_overflow is not None:
+                    try:
+                        sub.on_overflow()
+                    except Exception as exc:  # one viewer's callback must not stop the others
+                        log.warning("stream_overflow_callback_failed", key=reader.key,
+                                    error=str(exc))

@@ -68,13 +68,13 @@ class WorkerRegistry:
         reply = await self.scripts.worker_heartbeat(self.keys, worker_id, version, running_jobs,
                                                     usage)
         if reply[0] == "NOT_FOUND":
-            raise errors.JobNotFound("no such worker", worker_id=worker_id)
+            raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
         return bool(int(reply[1]))
 
     async def get(self, worker_id: str) -> Worker:
         record = cast(dict[str, str], await self.redis.hgetall(self.keys.worker(worker_id)))
         if not record:
-            raise errors.JobNotFound("no such worker", worker_id=worker_id)
+            raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
         return _worker(record)
 
     async def list(self, status: str | None = None, label: str | None = None) -> list[Worker]:
@@ -109,7 +109,7 @@ class WorkerRegistry:
         key = self.keys.worker(worker_id)
         record = cast(dict[str, str], await self.redis.hgetall(key))
         if not record:
-            raise errors.JobNotFound("no such worker", worker_id=worker_id)
+            raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.token(record.get("token_digest", "")), key)
             pipe.zrem(self.keys.workers, worker_id)

@@ -89,7 +89,7 @@ class Workflows:
     async def definition(self, workflow_id: str) -> WorkflowDef:
         raw = cast(str | None, await self.redis.get(self._def_prefix + workflow_id))
         if raw is None:
-            raise errors.JobNotFound("no such workflow", workflow_id=workflow_id)
+            raise errors.WorkflowNotFound("no such workflow", workflow_id=workflow_id)
         return WorkflowDef.model_validate_json(raw)
 
     async def load_dir(self, directory: Path) -> list[str]:
@@ -205,7 +205,7 @@ class Workflows:
             for workflow_id in ids:
                 try:
                     view = await self.status(workflow_id)
-                except errors.JobNotFound:
+                except errors.WorkflowNotFound:
                     continue
                 if status is None or any(job.status == status for job in view.jobs):
                     if skip:

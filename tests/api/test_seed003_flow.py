@@ -127,13 +127,13 @@ async def test_second_submit_with_the_same_unique_key_is_deduplicated(api: Api) 
     assert other_queue.status == 201 and other_queue.body["id"] != first.body["id"]
 
 
-async def test_job_pages_walk_every_job_once_in_enqueue_order(api: Api) -> None:
-    ids = [(await api.submit(command=f"job {i}"))["id"] for i in range(7)]
+async def _walk(api: Api, order: str) -> tuple[list[str], int]:
+    """Every job id of the default queue, three per page; and the number of pages."""
     seen: list[str] = []
     cursor: str | None = None
     pages = 0
     while True:
-        params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        params = {"limit": "3", "order": order, **({"cursor": cursor} if cursor else {})}
         reply = await api.get("/api/jobs", params=params)
         assert reply.status == 200, reply.text
         assert len(reply.body["jobs"]) <= 3
@@ -141,9 +141,14 @@ async def test_job_pages_walk_every_job_once_in_enqueue_order(api: Api) -> None:
         cursor = reply.body["next_cursor"]
         pages += 1
         if cursor is None:
-            break
+            return seen, pages
         assert pages < 10
-    assert seen == ids and pages == 3
+
+
+async def test_job_pages_walk_every_job_once_in_enqueue_order(api: Api) -> None:
+    ids = [(await api.submit(command=f"job {i}"))["id"] for i in range(7)]
+    assert await _walk(api, "asc") == (ids, 3)
+    assert await _walk(api, "desc") == (ids[::-1], 3)
 
     for _ in range(2):
         claimed = await api.claim("w1")

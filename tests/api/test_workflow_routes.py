@@ -262,7 +262,7 @@ async def test_cancel_is_202_and_404_for_an_unknown_workflow(open_api: Api) -> N
     assert late.status == 409 and late.body["error"] == "job_cancelled"
     assert await job_statuses(open_api, wf) == {"compile": "cancelled", "test": "cancelled"}
     missing = await open_api.post("/api/workflows/ghost/cancel")
-    assert missing.status == 404 and missing.body["error"] == "job_not_found"
+    assert missing.status == 404 and missing.body["error"] == "workflow_not_found"
 
 
 async def test_run_history_and_the_cancelled_check_across_runs(open_api: Api) -> None:

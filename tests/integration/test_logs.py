@@ -1,8 +1,10 @@
-"""LogStore: ordered fenced append, cursor paging, dedup of resent batches, MAXLEN, retention, tail."""
+"""LogStore: ordered fenced append, cursor paging, dedup of resent batches, MAXLEN, retention,
+the live tail, and the StreamHub under it."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +15,7 @@ from scheduler.logs import LogChunk, LogStore, NewChunk, SubscriberTooSlow
 from scheduler.models import JobSpec, JobStatus, Lease
 from scheduler.reaper import Reaper
 from scheduler.service import Services, open_services
+from scheduler.streams import Subscription
 from tests.integration.test_queues import T0
 
 
@@ -49,7 +52,7 @@ async def stream_length(services: Services, job_id: str) -> int:
 
 def ids_increase(chunks: list[LogChunk]) -> bool:
     keys = [tuple(int(part) for part in c.id.split("-")) for c in chunks]
-    return all(a < b for a, b in zip(keys, keys[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(keys))
 
 
 async def test_chunks_keep_their_order_across_batches(services: Services) -> None:
@@ -298,3 +301,27 @@ async def test_tail_of_a_slow_viewer_ends_with_too_slow(services: Services) -> N
         c.id for c in await all_chunks(services.logs, lease.job_id) if c.data == seen[-1]))
     assert [c.data for c in resumed[0]] == [str(n) for n in range(len(seen), 11)]
     assert (await services.scheduler.get(lease.job_id)).status == JobStatus.RUNNING
+
+
+async def test_the_last_viewer_leaving_at_once_stops_the_reader(services: Services) -> None:
+    """A viewer that leaves in the same loop turn an entry reaches it (so its cancel lands while
+    the reader sends its next XREAD) must not leave the reader, or its own exit, hanging."""
+    hub, key = services.hub, "stream-hub-probe"
+    before = await _blocked_readers(services)
+    for _ in range(3):
+        sub = await hub.subscribe(key)
+
+        async def leave_on_first_entry(sub: Subscription = sub) -> None:
+            await sub.queue.get()
+            await hub.unsubscribe(sub)
+
+        leaving = asyncio.create_task(leave_on_first_entry())
+        await asyncio.sleep(0.05)  # the reader waits in XREAD
+        await services.redis.xadd(key, {"n": "1"})
+        await asyncio.wait_for(leaving, 2)
+        assert hub.readers == 0
+    assert await _blocked_readers(services) == before, "a reader still blocks in XREAD"
+
+
+async def _blocked_readers(services: Services) -> int:
+    return sum(c["cmd"] == "xread" for c in await services.redis.client_list())

@@ -433,9 +433,9 @@ async def test_i3_cancel_after_one_claim_cancels_the_sample(scheduler: Scheduler
 async def test_unknown_workflows_are_not_found(scheduler: Scheduler) -> None:
     workflows = Workflows(scheduler)
     for call in (workflows.run, workflows.cancel, workflows.status, workflows.runs):
-        with pytest.raises(errors.JobNotFound):
+        with pytest.raises(errors.WorkflowNotFound):
             await call("nope")
-    with pytest.raises(errors.JobNotFound):
+    with pytest.raises(errors.NotFound):
         await workflows.job_of("nope", "a")
 
 
