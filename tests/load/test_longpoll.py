@@ -66,7 +66,7 @@ async def test_idle_long_polls_and_submit_to_claim_latency(tmp_path: Path) -> No
                     assert resp.status == 201
                 await asyncio.sleep(0.01)
             deadline = time.monotonic() + 10
-            while len(latencies) < SAMPLES and time.monotonic() < deadline:
+            while len(latencies) < SAMPLES and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             stop.set()
             for task in tasks:
