@@ -11,6 +11,7 @@ from aiohttp import web
 from api import jobs, leases, logs, metrics, openapi, ops, ui, workers, workflows  # noqa: F401
 from api.appkeys import ROUTER, SERVICES, SETTINGS
 from api.errors import error_middleware
+from api.guard import LIMITER, FailureLimiter, cors_middleware, failure_limit_middleware
 from api.middleware import auth_middleware, request_context
 from api.routing import router
 from api.sse import LIVE_STREAMS, close_live_streams
@@ -34,10 +35,12 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, error_middleware, auth_middleware],
+        middlewares=[cors_middleware, request_context, failure_limit_middleware,
+                     error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[LIMITER] = FailureLimiter(settings.auth_failures_per_minute)
     app[ROUTER] = router
     app[LIVE_STREAMS] = weakref.WeakSet()
     app.on_shutdown.append(close_live_streams)

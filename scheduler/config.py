@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     cors_origins: str | None = Field(
         default=None, validation_alias=_env("CORS_ORIGINS", "CORS_ORIGINS")
     )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1, validation_alias=_env("AUTH_FAILURES_PER_MINUTE")
+    )
     log_level: str = Field(default="info", validation_alias=_env("LOG_LEVEL"))
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$",
                             validation_alias=_env("LOG_FORMAT"))

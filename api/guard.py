@@ -1,0 +1,89 @@
+"""CORS for allow-listed browser origins, and a 429 for clients that keep presenting bad tokens."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api.appkeys import SETTINGS
+from api.errors import error_response
+
+WINDOW_SECS = 60.0
+ALLOW_HEADERS = "Authorization, Content-Type, X-Worker-ID, X-Worker-Token, X-Request-ID, " \
+                "Last-Event-ID"
+ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+
+
+def allowed_origins(raw: str | None) -> frozenset[str]:
+    return frozenset(o.strip().rstrip("/") for o in (raw or "").split(",") if o.strip())
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Only origins in ``LEASEHOLD_CORS_ORIGINS`` (or ``*``) get CORS headers; none by default."""
+    origin = request.headers.get("Origin")
+    allowed = allowed_origins(request.app[SETTINGS].cors_origins)
+    ok = origin is not None and (origin in allowed or "*" in allowed)
+    if request.method == "OPTIONS" and origin is not None and \
+            "Access-Control-Request-Method" in request.headers:
+        if not ok:
+            return error_response(403, "forbidden", "origin not allowed", request)
+        return web.Response(status=204, headers=_cors_headers(origin, preflight=True))
+    response: web.StreamResponse = await handler(request)
+    if ok and origin is not None and not response.prepared:
+        response.headers.update(_cors_headers(origin, preflight=False))
+    return response
+
+
+def _cors_headers(origin: str, preflight: bool) -> dict[str, str]:
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+               "Access-Control-Expose-Headers": "X-Request-ID, Retry-After"}
+    if preflight:
+        headers.update({"Access-Control-Allow-Methods": ALLOW_METHODS,
+                        "Access-Control-Allow-Headers": ALLOW_HEADERS,
+                        "Access-Control-Max-Age": "600"})
+    return headers
+
+
+class FailureLimiter:
+    """Counts 401s per client address in a fixed window; past the limit the address gets 429."""
+
+    def __init__(self, per_window: int, window_secs: float = WINDOW_SECS) -> None:
+        self.per_window = per_window
+        self.window_secs = window_secs
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def retry_after(self, client: str, now: float) -> float:
+        start, count = self._windows.get(client, (now, 0))
+        if now - start >= self.window_secs or count < self.per_window:
+            return 0.0
+        return self.window_secs - (now - start)
+
+    def record(self, client: str, now: float) -> None:
+        start, count = self._windows.get(client, (now, 0))
+        if now - start >= self.window_secs:
+            start, count = now, 0
+        self._windows[client] = (start, count + 1)
+        if len(self._windows) > 100_000:  # forget stale windows rather than grow without bound
+            self._windows = {k: v for k, v in self._windows.items()
+                             if now - v[0] < self.window_secs}
+
+
+LIMITER = web.AppKey("failure_limiter", FailureLimiter)
+
+
+@web.middleware
+async def failure_limit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    limiter = request.app[LIMITER]
+    client = request.remote or "unknown"
+    now = time.monotonic()
+    wait = limiter.retry_after(client, now)
+    if wait > 0:
+        return error_response(429, "rate_limited", "too many failed authentications; retry "
+                              "later", request, headers={"Retry-After": str(int(wait) + 1)})
+    response: web.StreamResponse = await handler(request)
+    if response.status == 401:
+        limiter.record(client, now)
+    return response
