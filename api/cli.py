@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from api import token_cli
 from api.app import create_app
 from api.logging import configure_logging
 from scheduler.auth import new_secret
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=50, help="max_jobs of the batch mode")
     bench.add_argument("--json", help="also write the results as JSON to this file")
     bench.set_defaults(func=_bench)
+
+    token_cli.add_parser(commands)
     return parser
 
 
