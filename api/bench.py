@@ -1,208 +1,270 @@
-"""``leasehold bench``: throughput and latency of the HTTP protocol, measured end to end."""
+"""``leasehold bench``: throughput and latency of the HTTP protocol, measured end to end.
+
+Every phase uses a queue of its own (named after the run), so no phase sees another's jobs.
+Without ``--server`` the bench owns everything: an embedded redis-server (as ``make run`` starts
+it: unix socket, AOF every second) and ``--api-processes`` ``leasehold serve --no-auth`` children.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
+
+from api.bench_report import Progress, Result, machine, percentile, print_table
+from scheduler.benchinfo import RedisProbe, RedisUsage
+from scheduler.embedded import FAKE_URL, EmbeddedRedis
+
+FILL_CHUNK = 1000  # the bulk endpoint's limit
+FILLERS = 4  # bulk requests in flight while pre-filling
 
 
 @dataclass
 class BenchConfig:
-    server: str | None = None
+    server: str | None = None  # one URL, or several comma-separated (API processes of one Redis)
     token: str | None = None
+    redis_url: str | None = None  # with --server: where to read Redis CPU and memory
     jobs: int = 10_000
     workers: int = 64
     batch: int = 50
+    batch_workers: int = 8
+    api_processes: int = 1
+    concurrency: list[int] = field(default_factory=list)  # a throughput sweep when given
+    latency_samples: int = 200
     queue: str = "bench"
     json_out: Path | None = None
 
 
-@dataclass
-class Result:
-    name: str
-    jobs: int
-    seconds: float
-    latencies_ms: list[float] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return self.jobs / self.seconds if self.seconds else 0.0
-
-    def row(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"benchmark": self.name, "jobs": self.jobs,
-                               "jobs_per_sec": round(self.rate, 1)}
-        if self.latencies_ms:
-            ms = sorted(self.latencies_ms)
-            row["p50_ms"] = round(statistics.median(ms), 2)
-            row["p99_ms"] = round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 2)
-        return row
-
-
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal)."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.tty = sys.stderr.isatty()
-
-    def add(self, n: int = 1) -> None:
-        self.done += n
-        if self.tty and (self.done % max(1, self.total // 100) == 0 or self.done == self.total):
-            filled = int(30 * self.done / self.total)
-            sys.stderr.write(f"\r{self.label:<28} [{'#' * filled}{'.' * (30 - filled)}] "
-                             f"{self.done}/{self.total}")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 class Bench:
-    def __init__(self, config: BenchConfig, http: aiohttp.ClientSession, base: str) -> None:
+    def __init__(self, config: BenchConfig, http: aiohttp.ClientSession, bases: list[str],
+                 probe: RedisProbe | None = None) -> None:
         self.config = config
         self.http = http
-        self.base = base
-        self.headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        self.bases = bases
+        self.probe = probe
+        self.prefix = f"{config.queue}-{secrets.token_hex(3)}"
+        self.headers = {"Content-Type": "application/json"}
+        if config.token:
+            self.headers["Authorization"] = f"Bearer {config.token}"
 
-    async def post(self, path: str, body: Any) -> Any:
-        async with self.http.post(self.base + path, json=body, headers=self.headers) as resp:
+    def queue(self, phase: str) -> str:
+        return f"{self.prefix}-{phase}"
+
+    async def post(self, path: str, body: bytes, worker: int = 0) -> Any:
+        url = self.bases[worker % len(self.bases)] + path
+        async with self.http.post(url, data=body, headers=self.headers) as resp:
+            raw = await resp.read()
             if resp.status >= 400:
-                raise RuntimeError(f"{path}: {resp.status} {await resp.text()}")
-            return await resp.json()
+                raise RuntimeError(f"{path}: {resp.status} {raw.decode(errors='replace')}")
+            return orjson.loads(raw)
 
-    async def fill(self, n: int) -> None:
-        progress = Progress("fill (bulk)", n)
-        for start in range(0, n, 1000):
-            count = min(1000, n - start)
-            await self.post("/api/jobs/bulk", {"jobs": [{"queue": self.config.queue}] * count})
-            progress.add(count)
+    async def usage(self) -> RedisUsage | None:
+        return await self.probe.usage() if self.probe else None
+
+    async def measured(self, phase: Awaitable[Result]) -> Result:
+        """Runs ``phase`` and adds Redis CPU per job when the bench can read Redis."""
+        before = await self.usage()
+        result = await phase
+        after = await self.usage()
+        if before and after:
+            result.redis_cpu_us_per_job = after.cpu_us_per(before, result.jobs)
+        return result
+
+    # -- producers -----------------------------------------------------------------------------
+
+    async def fill(self, queue: str, n: int, label: str = "") -> float:
+        """Submits ``n`` no-op jobs to ``queue`` in bulk; returns the seconds it took."""
+        progress = Progress(label or f"fill {queue}", n)
+        chunks = [min(FILL_CHUNK, n - start) for start in range(0, n, FILL_CHUNK)]
+        spec = {"queue": queue, "result_ttl_secs": 3600}
+
+        async def filler(w: int) -> None:
+            for count in chunks[w::FILLERS]:
+                await self.post("/api/jobs/bulk", orjson.dumps({"jobs": [spec] * count}), w)
+                progress.add(count)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(filler(w) for w in range(FILLERS)))
+        return time.perf_counter() - started
 
     async def submit_single(self, n: int) -> Result:
         progress = Progress("submit (one per request)", n)
         latencies: list[float] = []
-
-        async def one() -> None:
-            started = time.perf_counter()
-            await self.post("/api/jobs", {"queue": self.config.queue})
-            latencies.append((time.perf_counter() - started) * 1000)
-            progress.add()
-
-        seconds = await self._spread(n, one)
-        return Result("submit, one job per request", n, seconds, latencies)
-
-    async def submit_bulk(self, n: int) -> Result:
-        started = time.perf_counter()
-        await self.fill(n)
-        return Result("submit, bulk of 1000", n, time.perf_counter() - started)
-
-    async def burn_single(self, n: int, heartbeat: bool) -> Result:
-        await self.fill(n)
-        label = "claim→heartbeat→complete" if heartbeat else "claim→complete"
-        progress = Progress(label, n)
-        latencies: list[float] = []
-        done = 0
+        body = orjson.dumps({"queue": self.queue("submit"), "result_ttl_secs": 3600})
+        left = [n]
 
         async def worker(w: int) -> None:
-            nonlocal done
-            while done < n:
+            while left[0] > 0:
+                left[0] -= 1
                 started = time.perf_counter()
-                claim = await self.post("/api/jobs/claim", {
-                    "worker_id": f"bench-{w}", "queues": [self.config.queue]})
+                await self.post("/api/jobs", body, w)
+                latencies.append((time.perf_counter() - started) * 1000)
+                progress.add()
+
+        seconds = await self._workers(worker, self.config.workers)
+        return Result("submit, one job per request", "submit-single", n, seconds,
+                      self.config.workers, latencies, "submit")
+
+    async def submit_bulk(self, queue: str, n: int) -> Result:
+        before = await self.usage()
+        seconds = await self.fill(queue, n, "submit (bulk of 1000)")
+        after = await self.usage()
+        result = Result("submit, bulk of 1000", "submit-bulk", n, seconds, FILLERS)
+        if before and after:
+            result.redis_cpu_us_per_job = after.cpu_us_per(before, n)
+            result.redis_bytes_per_job = after.bytes_per(before, n)
+        return result
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def burn_single(self, queue: str, n: int, workers: int, heartbeat: bool = False
+                          ) -> Result:
+        """``workers`` simulated workers claim → [heartbeat →] complete until ``queue`` is empty."""
+        label = "claim→heartbeat→complete" if heartbeat else "claim→complete"
+        progress = Progress(f"{label} x{workers}", n)
+        latencies: list[float] = []
+        done = [0]
+
+        async def worker(w: int) -> None:
+            claim_body = orjson.dumps({"worker_id": f"bench-{w}", "queues": [queue]})
+            while True:
+                started = time.perf_counter()
+                claim = await self.post("/api/jobs/claim", claim_body, w)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if claim is None:
                     return
                 lease = claim["lease"]["lease_id"]
                 if heartbeat:
-                    await self.post(f"/api/jobs/{lease}/heartbeat", {})
-                await self.post(f"/api/jobs/{lease}/complete", {})
-                done += 1
+                    await self.post(f"/api/jobs/{lease}/heartbeat", b"{}", w)
+                await self.post(f"/api/jobs/{lease}/complete", b"{}", w)
+                done[0] += 1
                 progress.add()
 
-        seconds = await self._workers(worker)
-        return Result(f"{label}, one job per request", done, seconds, latencies)
+        seconds = await self._workers(worker, workers)
+        mode = "heartbeat" if heartbeat else "single"
+        return Result(f"{label}, one job per request", mode, done[0], seconds, workers,
+                      latencies, "claim")
 
-    async def burn_batch(self, n: int) -> Result:
-        await self.fill(n)
-        progress = Progress("batch claim→complete", n)
-        done = 0
+    async def burn_batch(self, queue: str, n: int, workers: int) -> Result:
+        """Claims up to ``batch`` jobs per request and completes them in one request."""
+        progress = Progress(f"batch claim→complete x{workers}", n)
+        latencies: list[float] = []
+        done = [0]
 
         async def worker(w: int) -> None:
-            nonlocal done
-            while done < n:
-                reply = await self.post("/api/jobs/claim", {
-                    "worker_id": f"bench-{w}", "queues": [self.config.queue],
-                    "max_jobs": self.config.batch})
-                claims = reply["claims"]
+            claim_body = orjson.dumps({"worker_id": f"bench-{w}", "queues": [queue],
+                                       "max_jobs": self.config.batch})
+            while True:
+                started = time.perf_counter()
+                claims = (await self.post("/api/jobs/claim", claim_body, w))["claims"]
+                latencies.append((time.perf_counter() - started) * 1000)
                 if not claims:
                     return
-                await self.post("/api/leases/complete", {"completions": [
-                    {"lease_id": c["lease"]["lease_id"]} for c in claims]})
-                done += len(claims)
+                await self.post("/api/leases/complete", orjson.dumps({"completions": [
+                    {"lease_id": c["lease"]["lease_id"]} for c in claims]}), w)
+                done[0] += len(claims)
                 progress.add(len(claims))
 
-        seconds = await self._workers(worker, max(1, self.config.workers // 8))
-        return Result(f"batch claim ({self.config.batch}) → batch complete", done, seconds)
+        seconds = await self._workers(worker, workers)
+        return Result(f"batch claim ({self.config.batch}) → batch complete", "batch", done[0],
+                      seconds, workers, latencies, "claim")
 
-    async def submit_to_claim(self, samples: int = 200) -> Result:
+    async def submit_to_claim(self, samples: int) -> Result:
         """Latency from submit to a long-polling claimer's reply, one job at a time."""
+        queue = self.queue("longpoll")
         latencies: list[float] = []
+        claimed = asyncio.Event()
 
         async def waiter() -> None:
+            body = orjson.dumps({"worker_id": "bench-waiter", "queues": [queue],
+                                 "wait_secs": 5})
             while len(latencies) < samples:
-                claim = await self.post("/api/jobs/claim", {
-                    "worker_id": "bench-waiter", "queues": [self.config.queue + "-lp"],
-                    "wait_secs": 5})
+                claim = await self.post("/api/jobs/claim", body)
                 if claim is None:
                     continue
                 latencies.append((time.perf_counter() - claim["job"]["payload"]) * 1000)
-                await self.post(f"/api/jobs/{claim['lease']['lease_id']}/complete", {})
+                claimed.set()
+                await self.post(f"/api/jobs/{claim['lease']['lease_id']}/complete", b"{}")
 
         task = asyncio.create_task(waiter())
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the waiter is parked on its long-poll
         progress = Progress("submit→claim (long-poll)", samples)
         started = time.perf_counter()
         for _ in range(samples):
-            count = len(latencies)
-            await self.post("/api/jobs", {"queue": self.config.queue + "-lp",
-                                          "payload": time.perf_counter()})
-            while len(latencies) == count:  # noqa: ASYNC110 - a 1 ms poll costs nothing here
-                await asyncio.sleep(0.001)
+            claimed.clear()
+            await self.post("/api/jobs", orjson.dumps({"queue": queue,
+                                                       "payload": time.perf_counter()}))
+            await asyncio.wait_for(claimed.wait(), 10)
             progress.add()
+            await asyncio.sleep(0.002)  # let the waiter complete and park again
         await task
-        return Result("submit → long-poll claim", samples, time.perf_counter() - started,
-                      latencies)
+        return Result("submit → long-poll claim", "long-poll", samples,
+                      time.perf_counter() - started, 1, latencies, "submit→claim")
 
-    async def _spread(self, n: int, one: Callable[[], Awaitable[None]]) -> float:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
-
-        async def worker(_: int) -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                await one()
-
-        return await self._workers(worker)
-
-    async def _workers(self, worker: Callable[[int], Awaitable[None]],
-                       count: int | None = None) -> float:
+    async def _workers(self, worker: Callable[[int], Awaitable[None]], count: int) -> float:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(count or self.config.workers)))
+        await asyncio.gather(*(worker(w) for w in range(count)))
         return time.perf_counter() - started
+
+    # -- plans ---------------------------------------------------------------------------------
+
+    async def standard(self) -> list[Result]:
+        """The default run: every mode once, at ``workers`` concurrency."""
+        n, c = self.config.jobs, self.config.workers
+        small = max(100, n // 5)
+        results = [await self.measured(self.submit_single(small)),
+                   await self.submit_bulk(self.queue("single"), n),
+                   await self.measured(self.burn_single(self.queue("single"), n, c))]
+        await self.fill(self.queue("heartbeat"), small)
+        results.append(await self.measured(self.burn_single(self.queue("heartbeat"), small, c,
+                                                            heartbeat=True)))
+        await self.fill(self.queue("batch"), n)
+        results.append(await self.measured(self.burn_batch(self.queue("batch"), n,
+                                                           self.config.batch_workers)))
+        results.append(await self.submit_to_claim(self.config.latency_samples))
+        return results
+
+    async def sweep(self, levels: list[int], modes: tuple[str, ...] = ("single", "batch")
+                    ) -> list[Result]:
+        """Claim→complete burn-downs of ``jobs`` jobs at each concurrency, per mode."""
+        results = []
+        for mode in modes:
+            for level in levels:
+                queue = self.queue(f"{mode}-c{level}")
+                await self.fill(queue, self.config.jobs)
+                burn = (self.burn_batch(queue, self.config.jobs, level) if mode == "batch"
+                        else self.burn_single(queue, self.config.jobs, level))
+                results.append(await self.measured(burn))
+                results[-1].sweep = True
+        return results
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"leasehold serve at {base} did not start") from None
+            time.sleep(0.1)
 
 
 def _free_port() -> int:
@@ -212,65 +274,132 @@ def _free_port() -> int:
         return port
 
 
-@contextmanager
-def local_server() -> Iterator[str]:
-    """A ``leasehold serve --no-auth`` child on a free port with its own embedded Redis."""
-    port = _free_port()
-    data = tempfile.mkdtemp(prefix="leasehold-bench-")
+@contextlib.contextmanager
+def serve(redis_url: str | None, processes: int = 1, data_dir: str | None = None
+          ) -> Iterator[list[str]]:
+    """``processes`` ``leasehold serve --no-auth`` children on free ports sharing ``redis_url``
+    (None: one child with an embedded Redis of its own in ``data_dir``)."""
     env = {**os.environ, "LEASEHOLD_LOG_LEVEL": "warning"}
     env.pop("LEASEHOLD_REDIS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--no-auth", "--port",
-                             str(port), "--data-dir", data], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if redis_url is not None:
+        env["LEASEHOLD_REDIS_URL"] = redis_url
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        for _ in range(processes):
+            port = _free_port()
+            args = [sys.executable, "-m", "api.cli", "serve", "--no-auth", "--port", str(port)]
+            if data_dir is not None:
+                args += ["--data-dir", data_dir]
+            proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            children.append((f"http://127.0.0.1:{port}", proc))
+        for base, proc in children:
+            _wait_healthy(base, proc)
+        yield [base for base, _ in children]
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        for _, proc in children:
+            proc.terminate()
+        for _, proc in children:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def local_server(processes: int = 1) -> Iterator[tuple[list[str], str | None]]:
+    """An embedded redis-server (as ``make run`` starts it) and ``processes`` API children;
+    yields their URLs and the Redis URL (None when only the in-process fake Redis exists)."""
+    data = tempfile.mkdtemp(prefix="leasehold-bench-")
+    embedded = EmbeddedRedis(Path(data) / "redis")
+    try:
+        url = embedded.start()
+        if url == FAKE_URL:  # no redis-server binary: each child would get its own fake
+            with serve(None, 1, data) as bases:
+                yield bases, None
+        else:
+            with serve(url, processes) as bases:
+                yield bases, url
+    finally:
+        embedded.stop()
         shutil.rmtree(data, ignore_errors=True)
 
 
-async def run(config: BenchConfig, base: str) -> list[Result]:
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        bench = Bench(config, http, base)
-        n = config.jobs
-        return [
-            await bench.submit_single(max(100, n // 5)),
-            await bench.burn_single(max(100, n // 5), heartbeat=False),
-            await bench.submit_bulk(n),
-            await bench.burn_single(n, heartbeat=False),
-            await bench.burn_single(max(100, n // 5), heartbeat=True),
-            await bench.burn_batch(n),
-            await bench.submit_to_claim(),
-        ]
+async def run(config: BenchConfig, bases: list[str], redis_url: str | None,
+              plan: Callable[[Bench], Awaitable[list[Result]]] | None = None
+              ) -> tuple[list[Result], dict[str, Any]]:
+    """Runs ``plan`` (default: the standard run, then the sweep if asked) against ``bases``."""
+    probe = RedisProbe(redis_url) if redis_url else None
+    try:
+        version = (await probe.usage()).version if probe else None
+        about = machine(version)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            bench = Bench(config, http, bases, probe)
+            if plan is not None:
+                return await plan(bench), about
+            results = await bench.standard()
+            if config.concurrency:
+                results += await bench.sweep(config.concurrency)
+            return results, about
+    finally:
+        if probe:
+            await probe.close()
 
 
-def print_table(results: list[Result]) -> None:
-    rows = [r.row() for r in results]
-    print(f"{'benchmark':<46} {'jobs':>7} {'jobs/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for row in rows:
-        print(f"{row['benchmark']:<46} {row['jobs']:>7} {row['jobs_per_sec']:>9} "
-              f"{row.get('p50_ms', ''):>8} {row.get('p99_ms', ''):>8}")
+def run_sync(config: BenchConfig, bases: list[str], redis_url: str | None,
+             plan: Callable[[Bench], Awaitable[list[Result]]] | None = None
+             ) -> tuple[list[Result], dict[str, Any]]:
+    """``run`` on uvloop when installed (the client's own CPU is part of what is measured)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run(config, bases, redis_url, plan))
+
+
+def goals(results: list[Result]) -> list[tuple[str, bool]]:
+    """The issue's goals that one run can check on its own (peer ratios need peers.py)."""
+    found: list[tuple[str, bool]] = []
+    for r in (r for r in results if not r.sweep):
+        if r.mode == "single" and r.concurrency == 64 and r.latencies_ms:
+            p99 = percentile(r.latencies_ms, 99)
+            found.append((f"claim p99 < 20 ms at 64 workers: {p99:.1f} ms", p99 < 20))
+        elif r.mode == "long-poll" and r.latencies_ms:
+            p50 = percentile(r.latencies_ms, 50)
+            found.append((f"submit→claim p50 < 5 ms with long-poll: {p50:.2f} ms", p50 < 5))
+        elif r.mode == "batch":
+            found.append((f"batch ≥ 10,000 jobs/s ({r.concurrency} workers): {r.rate:,.0f} jobs/s",
+                          r.rate >= 10_000))
+    return found
+
+
+def report(config: BenchConfig, results: list[Result], about: dict[str, Any],
+           processes: int) -> dict[str, Any]:
+    return {"machine": about,
+            "config": {"jobs": config.jobs, "workers": config.workers, "batch": config.batch,
+                       "batch_workers": config.batch_workers, "api_processes": processes,
+                       "server": config.server or "private (embedded redis-server, AOF)"},
+            "results": [r.row() for r in results]}
 
 
 def main(config: BenchConfig) -> int:
-    async def go(base: str) -> list[Result]:
-        return await run(config, base)
-
     if config.server:
-        results = asyncio.run(go(config.server.rstrip("/")))
+        bases = [s.strip().rstrip("/") for s in config.server.split(",") if s.strip()]
+        results, about = run_sync(config, bases, config.redis_url)
     else:
-        with local_server() as base:
-            results = asyncio.run(go(base))
+        with local_server(config.api_processes) as (bases, redis_url):
+            results, about = run_sync(config, bases, redis_url)
+    processes = len(bases)
+    print(f"{about['cpu']} ({about['cores']} cores), Python {about['python']}, "
+          f"Redis {about['redis'] or 'not reachable'}, load {about['load_avg_1m_at_start']}")
     print_table(results)
+    for text, met in goals(results):
+        print(f"  {'met ' if met else 'MISS'}  {text}")
     if config.json_out:
-        config.json_out.write_text(json.dumps([r.row() for r in results], indent=2))
+        config.json_out.write_text(json.dumps(report(config, results, about, processes),
+                                                   indent=2) + "\n")
     return 0

@@ -184,13 +184,25 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("give concurrency levels like 1,4,16,64") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("concurrency levels must be ≥ 1")
+    return levels
+
+
 def _bench(args: argparse.Namespace) -> int:
     from api.bench import BenchConfig
     from api.bench import main as bench_main
 
     return bench_main(BenchConfig(
         server=args.server, token=args.token or os.environ.get("LEASEHOLD_TOKEN"),
-        jobs=args.jobs, workers=args.workers, batch=args.batch,
+        redis_url=args.redis_url, jobs=args.jobs, workers=args.workers, batch=args.batch,
+        batch_workers=args.batch_workers, api_processes=args.api_processes,
+        concurrency=args.concurrency or [], latency_samples=args.latency_samples,
         json_out=Path(args.json) if args.json else None))
 
 
@@ -233,11 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     agent.set_defaults(func=_agent)
 
     bench = commands.add_parser("bench", help="measure throughput and latency over HTTP")
-    bench.add_argument("--server", help="a running server (default: start a private one)")
+    bench.add_argument("--server", help="a running server, or several API processes of one "
+                       "Redis comma-separated (default: start a private one)")
     bench.add_argument("--token", help="admin token for --server (LEASEHOLD_TOKEN)")
     bench.add_argument("--jobs", type=int, default=10_000, help="jobs per burn-down")
     bench.add_argument("--workers", type=int, default=64, help="concurrent simulated workers")
     bench.add_argument("--batch", type=int, default=50, help="max_jobs of the batch mode")
+    bench.add_argument("--redis-url", help="with --server: the Redis to read CPU and memory "
+                       "from (default: not measured)")
+    bench.add_argument("--api-processes", type=int, default=1,
+                       help="API processes of the private server, sharing its Redis")
+    bench.add_argument("--batch-workers", type=int, default=8,
+                       help="concurrent workers of the batch mode")
+    bench.add_argument("--concurrency", type=_levels, metavar="N,N,...",
+                       help="also sweep claim→complete throughput over these worker counts")
+    bench.add_argument("--latency-samples", type=int, default=200,
+                       help="submits of the submit→claim long-poll latency phase")
     bench.add_argument("--json", help="also write the results as JSON to this file")
     bench.set_defaults(func=_bench)
 

@@ -65,7 +65,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             log.error("script_contract_broken", error=exc.message)
             return error_response(500, "internal_error", "internal error", request)
         details = {k: v for k, v in exc.details.items() if k not in ("lease_id",)}
-        return error_response(status, exc.code, exc.message, request, extra=details)
+        challenge = {"WWW-Authenticate": "Bearer"} if status == 401 else None  # RFC 9110 §11.6.1
+        return error_response(status, exc.code, exc.message, request, headers=challenge,
+                              extra=details)
     except errors.BACKEND_ERRORS as exc:
         log.warning("backend_unavailable", error=type(exc).__name__)
         return error_response(503, "unavailable", errors.backend_message(exc), request,

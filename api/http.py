@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
+import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -40,11 +41,23 @@ async def read_model(request: web.Request, model: type[M], optional: bool = Fals
     raw = await request.read()
     if not raw.strip() and optional:
         return model()
+    if b"NaN" in raw or b"Infinity" in raw:
+        _refuse_non_finite(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise BadRequest(f"invalid request body for {model.__name__}",
                          validation_details(exc)) from None
+
+
+def _refuse_non_finite(raw: bytes) -> None:
+    """NaN and Infinity are not JSON; pydantic would accept them in a free-form value (payload,
+    metadata, outputs) and storing them would silently turn them into null."""
+    try:
+        pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise BadRequest("invalid JSON: NaN and Infinity are not JSON numbers", [
+            {"loc": [], "msg": str(exc), "type": "json_invalid"}]) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

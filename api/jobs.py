@@ -23,7 +23,7 @@ def _submitted(result: Submitted) -> SubmittedJob:
 
 
 @router.route("POST", "/api/jobs", roles=PRODUCERS, tag="jobs", body=JobSpec,
-              response=SubmittedJob, status=201, query={"wait_secs": "number ≤ 60"},
+              response=SubmittedJob, status=201, also=(200,), query={"wait_secs": "number ≤ 60"},
               summary="Submit a job (200 + deduplicated when unique_key matched)",
               errors=(400, 401, 403, 413, 503))
 async def submit(request: web.Request) -> web.Response:

@@ -45,8 +45,9 @@ def _worker_id(request: web.Request, requested: str | None) -> str:
 
 
 @router.route("POST", "/api/jobs/claim", roles=WORKERS, tag="worker protocol", body=ClaimRequest,
-              response=Claim | None, summary="Claim the best matching job: {job, lease} or "
-              "null; with max_jobs, {claims: [...]}; wait_secs long-polls",
+              response=Claim | ClaimBatchReply | None,
+              summary="Claim the best matching job: {job, lease} or null; with max_jobs, "
+              "{claims: [...]}; wait_secs long-polls",
               errors=(400, 401, 403, 503))
 async def claim(request: web.Request) -> web.Response:
     body = await read_model(request, ClaimRequest)

@@ -56,9 +56,10 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
-    op["responses"][str(spec.status)] = ok
+    for status in (spec.status, *spec.also):
+        op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)
-    for status in spec.errors:
+    for status in sorted(set(spec.errors) | _implied_errors(spec)):
         op["responses"][str(status)] = {
             "description": _DESCRIPTIONS.get(status, "Error"),
             "content": {"application/json": {"schema": error_ref}}}
@@ -69,6 +70,20 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
         op["description"] = "Roles: " + ", ".join(roles) + (
             " (or a registration token)" if REGISTRATION in spec.roles else "")
     return op
+
+
+def _implied_errors(spec: RouteSpec) -> set[int]:
+    """Statuses a middleware can answer on this route whatever its handler does: a body can be
+    malformed or too large, a token missing or of the wrong role, an address can be rate limited
+    after bad tokens, and Redis can be down or full."""
+    implied = {429}
+    if spec.body is not None:
+        implied |= {400, 413}
+    if spec.roles:
+        implied |= {401, 403}
+    if spec.path != "/healthz":
+        implied.add(503)
+    return implied
 
 
 def build(router: Router, version: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class RouteSpec:
     query: dict[str, str] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     sse: bool = False  # answers text/event-stream; a stream ticket may stand in for a token
+    also: tuple[int, ...] = ()  # other success statuses, with the same body as ``status``
 
 
 class Router:
@@ -55,10 +56,11 @@ class Router:
         query: dict[str, str] | None = None,
         errors: tuple[int, ...] = (),
         sse: bool = False,
+        also: tuple[int, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             spec = RouteSpec(method, path, handler, roles, summary, tag, body, response, status,
-                             query or {}, errors, sse)
+                             query or {}, errors, sse, also)
             self.specs.append(spec)
             self._by_handler[handler] = spec
             return handler

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from scheduler.errors import InvalidArgument
 from scheduler.models import (
     Backoff,
     ExponentialBackoff,
@@ -21,7 +22,10 @@ from scheduler.models import (
 
 
 def ms(secs: float) -> int:
-    return round(secs * 1000)
+    """Seconds as whole milliseconds; a positive duration never rounds down to 0 (no lease or
+    backoff of 5e-324 s becomes "none" or fails to read back)."""
+    value = round(secs * 1000)
+    return max(value, 1) if secs > 0 else value
 
 
 def secs(value_ms: int) -> float:
@@ -29,7 +33,10 @@ def secs(value_ms: int) -> float:
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits in a payload
+        raise InvalidArgument(f"cannot store this JSON value: {exc}") from None
 
 
 def backoff_fields(policy: RetryPolicy) -> dict[str, str]:

@@ -42,6 +42,7 @@ MAX_LIST = 1000
 WAKE_ALL = 1 << 30
 FULL_RECHECK_MS = 500  # a queue at max_running is checked again this soon by long-polls
 MAX_LIST_SCAN = 10_000
+QUEUE_REFRESH_SECS = 1.0
 _NO_JOB = "no such job"
 
 
@@ -63,7 +64,8 @@ class Scheduler:
         self.settings = settings or Settings()
         self.keys = Keyspace(self.settings.namespace)
         self.scripts = Scripts(redis, self.settings.events_maxlen)
-        self._known_queues: set[str] = set()
+        # queue -> when this process last added it to the registry (time.monotonic())
+        self._known_queues: dict[str, float] = {}
         # Told the duration (s) and result of every claim call; the API feeds its histograms.
         self.claim_observer: Callable[[float, ClaimBatch], None] | None = None
 
@@ -123,9 +125,14 @@ class Scheduler:
         return codec.job_from_record(record)
 
     async def remember_queue(self, queue: str) -> None:
-        if queue not in self._known_queues:
+        """Adds the queue to the registry the reaper walks. Added again at most every
+        ``QUEUE_REFRESH_SECS``, not once per process: a Redis that lost its data (restart
+        without persistence, failover) must learn the queue again, or no reaper would ever
+        expire its leases."""
+        now = time.monotonic()
+        if now - self._known_queues.get(queue, -QUEUE_REFRESH_SECS) >= QUEUE_REFRESH_SECS:
             await self.redis.sadd(self.keys.queues, queue)
-            self._known_queues.add(queue)
+            self._known_queues[queue] = now
 
     async def get(self, job_id: str) -> Job:
         queue = queue_of_job(job_id)

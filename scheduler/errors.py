@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 # What a lost or refusing backend raises; the API answers 503 + Retry-After for these.
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionError, TimeoutError)
@@ -10,7 +10,8 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionError, 
 
 def backend_message(exc: BaseException) -> str:
     """A safe text for a backend error: whether Redis is out of memory or unreachable."""
-    if "OOM" in str(exc):
+    # redis-py strips the "OOM" code from the text of the OutOfMemoryError it raises
+    if isinstance(exc, OutOfMemoryError) or "OOM" in str(exc):
         return "Redis is out of memory; nothing was written, retry later"
     return "Redis is unavailable; retry later"
 

@@ -48,7 +48,7 @@ class NewChunk:
 
 
 def check_entry_id(value: str, name: str = "after") -> str:
-    if not ENTRY_ID.match(value):
+    if not ENTRY_ID.match(value) or max(entry_key(value)) >= 1 << 64:  # Redis ids are 64-bit
         raise errors.InvalidArgument(f"{name} must be a stream entry id like 1700000000000-0")
     return value
 

@@ -12,6 +12,9 @@ from scheduler.keys import QUEUE_NAME
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern, examples=["default"])]
 Label = Annotated[str, Field(min_length=1, max_length=128)]
 MAX_SECS = 366 * 86400
+# Scripts do arithmetic on times as Lua doubles and Redis stores them with %.17g: past 1e17
+# a time would come back in exponent notation. 1e15 ms is well past any real schedule.
+MAX_TIME_MS = 10**15
 
 
 class JobStatus(StrEnum):
@@ -76,7 +79,7 @@ class JobSpec(Strict):
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
     timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
-    run_at_ms: int | None = Field(default=None, ge=0)
+    run_at_ms: int | None = Field(default=None, ge=0, le=MAX_TIME_MS)
     delay_secs: float | None = Field(default=None, ge=0, le=MAX_SECS)
     unique_key: str | None = Field(default=None, min_length=1, max_length=512)
     unique_ttl_secs: float = Field(default=0, ge=0, le=MAX_SECS)

@@ -41,11 +41,15 @@ class Services:
         await self.redis.aclose()
 
     async def ready(self) -> bool:
-        """Redis answers and every script is loaded."""
+        """Redis answers and every script is loaded; a Redis that restarted or failed over has
+        lost its script cache, so the scripts are loaded again here (else a probe that takes
+        the process out of service would keep it out for good)."""
         await self.redis.ping()
         shas = [script.sha for script in self.scheduler.scripts.all()]
         exists = await self.redis.script_exists(*shas)
-        return all(exists)
+        if not all(exists):
+            await self.scheduler.scripts.load()
+        return True
 
 
 async def open_services(settings: Settings) -> Services:
