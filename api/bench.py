@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from api.bench_report import Progress, Result, machine, percentile, print_table
+from api.bench_report import Progress, Result, goals, machine, print_table
 from scheduler.benchinfo import RedisProbe, RedisUsage
 from scheduler.embedded import FAKE_URL, EmbeddedRedis
 
@@ -361,22 +361,6 @@ def run_sync(config: BenchConfig, bases: list[str], redis_url: str | None,
         return runner.run(run(config, bases, redis_url, plan))
 
 
-def goals(results: list[Result]) -> list[tuple[str, bool]]:
-    """The issue's goals that one run can check on its own (peer ratios need peers.py)."""
-    found: list[tuple[str, bool]] = []
-    for r in (r for r in results if not r.sweep):
-        if r.mode == "single" and r.concurrency == 64 and r.latencies_ms:
-            p99 = percentile(r.latencies_ms, 99)
-            found.append((f"claim p99 < 20 ms at 64 workers: {p99:.1f} ms", p99 < 20))
-        elif r.mode == "long-poll" and r.latencies_ms:
-            p50 = percentile(r.latencies_ms, 50)
-            found.append((f"submit→claim p50 < 5 ms with long-poll: {p50:.2f} ms", p50 < 5))
-        elif r.mode == "batch":
-            found.append((f"batch ≥ 10,000 jobs/s ({r.concurrency} workers): {r.rate:,.0f} jobs/s",
-                          r.rate >= 10_000))
-    return found
-
-
 def report(config: BenchConfig, results: list[Result], about: dict[str, Any],
            processes: int) -> dict[str, Any]:
     return {"machine": about,
@@ -393,13 +377,18 @@ def main(config: BenchConfig) -> int:
     else:
         with local_server(config.api_processes) as (bases, redis_url):
             results, about = run_sync(config, bases, redis_url)
-    processes = len(bases)
+    to_stdout = config.json_out == Path("-")
+    out = sys.stderr if to_stdout else sys.stdout  # --json -: the JSON alone on stdout
     print(f"{about['cpu']} ({about['cores']} cores), Python {about['python']}, "
-          f"Redis {about['redis'] or 'not reachable'}, load {about['load_avg_1m_at_start']}")
-    print_table(results)
+          f"Redis {about['redis'] or 'not reachable'}, load {about['load_avg_1m_at_start']}",
+          file=out)
+    print_table(results, out)
     for text, met in goals(results):
-        print(f"  {'met ' if met else 'MISS'}  {text}")
+        print(f"  {'met ' if met else 'MISS'}  {text}", file=out)
     if config.json_out:
-        config.json_out.write_text(json.dumps(report(config, results, about, processes),
-                                                   indent=2) + "\n")
+        text = json.dumps(report(config, results, about, len(bases)), indent=2) + "\n"
+        if to_stdout:
+            sys.stdout.write(text)
+        else:
+            config.json_out.write_text(text)
     return 0

@@ -106,3 +106,19 @@ def print_table(results: list[Result], out: Any = None) -> None:
         print(f"{row['benchmark']:<44} {row['concurrency']:>5} {row['jobs']:>7} "
               f"{row['jobs_per_sec']:>9} {row.get('p50_ms', ''):>8} {row.get('p99_ms', ''):>8} "
               f"{cpu:>12}", file=out)
+
+
+def goals(results: list[Result]) -> list[tuple[str, bool]]:
+    """The issue's goals that one run can check on its own (peer ratios need peers.py)."""
+    found: list[tuple[str, bool]] = []
+    for r in (r for r in results if not r.sweep):
+        if r.mode == "single" and r.concurrency == 64 and r.latencies_ms:
+            p99 = percentile(r.latencies_ms, 99)
+            found.append((f"claim p99 < 20 ms at 64 workers: {p99:.1f} ms", p99 < 20))
+        elif r.mode == "long-poll" and r.latencies_ms:
+            p50 = percentile(r.latencies_ms, 50)
+            found.append((f"submit→claim p50 < 5 ms with long-poll: {p50:.2f} ms", p50 < 5))
+        elif r.mode == "batch":
+            found.append((f"batch ≥ 10,000 jobs/s ({r.concurrency} workers): {r.rate:,.0f} jobs/s",
+                          r.rate >= 10_000))
+    return found

@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also sweep claim→complete throughput over these worker counts")
     bench.add_argument("--latency-samples", type=int, default=200,
                        help="submits of the submit→claim long-poll latency phase")
-    bench.add_argument("--json", help="also write the results as JSON to this file")
+    bench.add_argument("--json", help="also write the results as JSON to this file (- for "
+                       "stdout, the table then goes to stderr)")
     bench.set_defaults(func=_bench)
 
     token_cli.add_parser(commands)

@@ -165,11 +165,16 @@ async def batch_complete(request: web.Request) -> web.Response:
     body = await read_model(request, BatchComplete)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     items = {item.lease_id: item for item in body.completions}
+    # One complete script per lease, all in one round trip; each outcome is logged on its own.
+    outcomes = await scheduler.complete_many(
+        [(lease_id, item.outputs) for lease_id, item in items.items()], owner)
 
     async def act(lease_id: str) -> LeaseResult:
         with lifecycle.lease_call("job_completed", lease_id, owner) as event:
-            run_ms = await scheduler.complete(lease_id, owner, items[lease_id].outputs)
-            lifecycle.record_run(event, "success", run_ms)
+            outcome = outcomes[lease_id]
+            if isinstance(outcome, errors.SchedulerError):
+                raise outcome
+            lifecycle.record_run(event, "success", outcome)
         return LeaseResult(lease_id=lease_id, ok=True)
 
     return respond(await _each(list(items), act))

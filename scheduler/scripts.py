@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from importlib import resources
@@ -10,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from scheduler import errors
 from scheduler.keys import Keyspace, QueueKeys
@@ -158,6 +159,51 @@ class Scripts:
         args = [_now(now_ms), job_id, lease_id, worker_id, _opt(lease_ttl_ms), _opt(progress),
                 "0" if message is None else "1", message or ""]
         return await self._call("heartbeat", [q.meta, q.leases], args)
+
+    async def many(self, name: str, calls: list[tuple[list[str], list[Any]]],
+                   pipeline: bool = True) -> list[Reply]:
+        """Many calls of one script, each still one atomic script on its own. ``pipeline``: all
+        in one round trip (a pipeline of EVALSHAs, not a transaction; a call that meets NOSCRIPT
+        is sent again alone, which loads the script); else one call each, at once (a Cluster
+        pipeline cannot carry scripts)."""
+        script = self._scripts[name]
+
+        async def alone(keys: list[str], args: list[Any]) -> Reply:
+            reply: Reply = await script(keys=keys, args=args)  # EVALSHA, loads on NOSCRIPT
+            return reply
+
+        if not calls:
+            return []
+        if not pipeline:
+            replies: list[Any] = await asyncio.gather(*(alone(*call) for call in calls),
+                                                      return_exceptions=True)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await script(keys=keys, args=args, client=pipe)  # queued, not sent
+                # Not redis-py's SCRIPT EXISTS round trip before every batch: load() loaded the
+                # script at start, and a NOSCRIPT reply (restart, flush) is retried alone below.
+                pipe.scripts.clear()
+                replies = await pipe.execute(raise_on_error=False)
+        out: list[Reply] = []
+        for (keys, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                reply = await alone(keys, args)
+            if isinstance(reply, ResponseError) and "BAD_ARG" in str(reply):
+                raise errors.ScriptContractError(f"{name}: {reply}") from reply
+            if isinstance(reply, BaseException):
+                raise reply
+            out.append(reply)
+        return out
+
+    def complete_call(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,
+        now_ms: int | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and args of ``complete`` (for ``many``)."""
+        keys = [q.meta, q.leases, q.done, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json]
+        return keys, args
 
     async def complete(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,

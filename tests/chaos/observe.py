@@ -65,16 +65,24 @@ class EventTail:
         self.entries: dict[str, Transition] = {}
         self._last = dict.fromkeys(queues, "-")
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def __aenter__(self) -> EventTail:
         self._task = asyncio.create_task(self._run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopped = True
+        task = self._task
+        # redis-py on Python 3.11 can swallow a cancel that lands as a command is sent: cancel
+        # until the task ends (the flag ends it after its current poll in any case)
+        for _ in range(50):
+            if task is None or task.done():
+                break
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it
         await self.redis.aclose()
 
     async def poll(self) -> None:
@@ -91,7 +99,7 @@ class EventTail:
                     break
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             with contextlib.suppress(RedisError, OSError):
                 await self.poll()
             await asyncio.sleep(self.interval)
