@@ -92,7 +92,7 @@ async def run_saq(url: str, jobs: int, concurrency: int) -> dict[str, Any]:
     task = asyncio.create_task(worker.start())
 
     async def finished() -> bool:
-        return await queue.count("incomplete") == 0
+        return bool(await queue.count("incomplete") == 0)
 
     await _until(finished)
     seconds = time.perf_counter() - started
