@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from api.client import LeaseholdClient
+from tests.processes import child_pids, json_log_records
 from tests.redis_server import RedisServer, free_port
 
 BIN = Path(sys.executable).parent / "leasehold"
@@ -68,25 +67,10 @@ class Proc:
         self.kill()
 
     def logs(self, event: str | None = None) -> list[dict[str, Any]]:
-        records = []
-        for line in self.out.read_bytes().splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                record = orjson.loads(line)
-                if isinstance(record, dict) and event in (None, record.get("event")):
-                    records.append(record)
-        return records
+        return json_log_records(self.out, event)
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")[-3000:]
-
-
-def child_pids(pid: int) -> list[int]:
-    children: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                children.extend(int(c) for c in (task / "children").read_text().split())
-    return children
 
 
 @dataclass

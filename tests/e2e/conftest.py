@@ -29,6 +29,7 @@ import pytest
 
 from api.client import LeaseholdClient
 from scheduler.models import Job, JobStatus
+from tests.processes import child_pids
 from tests.redis_server import free_port
 
 BIN = Path(sys.executable).parent / "leasehold"
@@ -217,15 +218,6 @@ class AgentFactory:
                 for pgid in jobs:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pgid, signal.SIGKILL)
-
-
-def child_pids(pid: int) -> list[int]:
-    children: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                children.extend(int(c) for c in (task / "children").read_text().split())
-    return children
 
 
 def _exited(agent: AgentProcess) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
+from tests.processes import json_log_records
 
 BIN = Path(sys.executable).parent / "leasehold"
 
@@ -31,13 +31,7 @@ class Child:
                                          start_new_session=True)
 
     def logs(self, event: str | None = None) -> list[dict[str, Any]]:
-        records = []
-        for line in self.out.read_bytes().splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                record = orjson.loads(line)
-                if isinstance(record, dict) and event in (None, record.get("event")):
-                    records.append(record)
-        return records
+        return json_log_records(self.out, event)
 
     def wait_http(self, url: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
