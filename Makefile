@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 lint: install
 	$(BIN)/ruff check scheduler api tests
-	$(BIN)/mypy --strict scheduler api tests
+	$(BIN)/mypy --strict -p leasehold -p tests
 	$(BIN)/lint-imports
 
 test: install

@@ -1,1 +1,1 @@
-"""Leasehold's HTTP side: the aiohttp service, its CLI, and later the client and agent."""
+"""Leasehold's HTTP side: app factory, server machinery, routes, fleet client and agent, CLI."""

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator
-from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api import jobs, leases, logs, metrics, openapi, ops, ui, workers, workflows  # noqa: F401
-from api.appkeys import ROUTER, SERVICES, SETTINGS
-from api.errors import error_middleware
-from api.guard import LIMITER, FailureLimiter, cors_middleware, failure_limit_middleware
-from api.middleware import auth_middleware, request_context
-from api.routing import router
-from api.sse import LIVE_STREAMS, close_live_streams
-from scheduler.config import Settings
-from scheduler.service import open_services
+from leasehold import __version__
+from leasehold.api.routes import jobs, leases, logs, ops, ui, workers, workflows  # noqa: F401
+from leasehold.api.server import metrics, openapi
+from leasehold.api.server.appkeys import ROUTER, SERVICES, SETTINGS
+from leasehold.api.server.errors import error_middleware
+from leasehold.api.server.guard import (
+    LIMITER,
+    FailureLimiter,
+    cors_middleware,
+    failure_limit_middleware,
+)
+from leasehold.api.server.middleware import auth_middleware, request_context
+from leasehold.api.server.routing import router
+from leasehold.api.server.sse import LIVE_STREAMS, close_live_streams
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.service import open_services
 
 
 def package_version() -> str:
-    try:
-        return version("leasehold")
-    except PackageNotFoundError:
-        return "0.0.0"
+    return __version__
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:

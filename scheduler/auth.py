@@ -9,9 +9,9 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from scheduler import codec, errors
-from scheduler.keys import Keyspace, new_token
-from scheduler.scripts import Scripts
+from leasehold.scheduler import codec, errors
+from leasehold.scheduler.keys import Keyspace, new_token
+from leasehold.scheduler.scripts import Scripts
 
 ROLES = ("admin", "submitter", "viewer", "worker", "metrics")
 API_ROLES = ("admin", "submitter", "viewer", "metrics")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.connection import connect
+from leasehold.scheduler.connection import connect
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from scheduler.errors import InvalidArgument
-from scheduler.models import (
+from leasehold.scheduler.errors import InvalidArgument
+from leasehold.scheduler.models import (
     Backoff,
     ExponentialBackoff,
     ExponentialParams,

@@ -1,4 +1,4 @@
-"""Settings from ``LEASEHOLD_*`` environment variables (seed 003 names accepted too)."""
+"""Settings from ``LEASEHOLD_*`` environment variables (workflow-graph's names accepted too)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def _env(name: str, *seed_names: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    """Every knob of the service, its reaper and its agents, with SPEC §6 names."""
+    """Every knob of the service, its reaper and its agents, by its documented name."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 

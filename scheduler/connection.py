@@ -7,8 +7,8 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
-from scheduler.config import Settings
-from scheduler.embedded import FAKE_URL
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.embedded import FAKE_URL
 
 _FAKE_SERVERS: list[Any] = []
 

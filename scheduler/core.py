@@ -1,19 +1,18 @@
-"""``Scheduler``: the use cases the API calls (submit, claim, lease calls, cancel, queues)."""
+"""``Scheduler``: the state changes the API calls (submit, claim, lease calls, cancel, queues)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from pydantic import JsonValue
 from redis.asyncio import Redis
 
-from scheduler import codec, errors
-from scheduler.config import Settings
-from scheduler.keys import (
-    Keyspace,
+from leasehold.scheduler import codec, errors
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.keys import (
     QueueKeys,
     job_of_lease,
     label_set_id,
@@ -21,7 +20,7 @@ from scheduler.keys import (
     new_token,
     queue_of_job,
 )
-from scheduler.models import (
+from leasehold.scheduler.models import (
     Claim,
     FailOutcome,
     Heartbeat,
@@ -31,19 +30,16 @@ from scheduler.models import (
     Lease,
     QueueLimits,
     QueueStats,
-    RateLimit,
     Submitted,
 )
-from scheduler.scripts import Reply, Scripts, raise_for
+from leasehold.scheduler.reads import SchedulerReads
+from leasehold.scheduler.scripts import Reply, Scripts, raise_for
 
 MAX_CLAIM = 100
 MAX_BULK = 1000
-MAX_LIST = 1000
 WAKE_ALL = 1 << 30
 FULL_RECHECK_MS = 500  # a queue at max_running is checked again this soon by long-polls
-MAX_LIST_SCAN = 10_000
 QUEUE_REFRESH_SECS = 1.0
-_NO_JOB = "no such job"
 
 
 @dataclass
@@ -56,13 +52,11 @@ class ClaimBatch:
     paused: bool = False
 
 
-class Scheduler:
-    """Every state change goes through one Lua script in one round trip (SPEC §5)."""
+class Scheduler(SchedulerReads):
+    """The use cases: every state change is one Lua script in one round trip."""
 
     def __init__(self, redis: Redis, settings: Settings | None = None) -> None:
-        self.redis = redis
-        self.settings = settings or Settings()
-        self.keys = Keyspace(self.settings.namespace)
+        super().__init__(redis, settings)
         self.scripts = Scripts(redis, self.settings.events_maxlen)
         # queue -> when this process last added it to the registry (time.monotonic())
         self._known_queues: dict[str, float] = {}
@@ -71,9 +65,6 @@ class Scheduler:
 
     async def start(self) -> None:
         await self.scripts.load()
-
-    def queue_keys(self, queue: str) -> QueueKeys:
-        return self.keys.queue(queue)
 
     # -- producers -----------------------------------------------------------------------------
 
@@ -134,68 +125,6 @@ class Scheduler:
             await self.redis.sadd(self.keys.queues, queue)
             self._known_queues[queue] = now
 
-    async def get(self, job_id: str) -> Job:
-        queue = queue_of_job(job_id)
-        if queue is None:
-            raise errors.JobNotFound(_NO_JOB, job_id=job_id)
-        record = await self._hgetall(self.queue_keys(queue).job(job_id))
-        if not record:
-            raise errors.JobNotFound(_NO_JOB, job_id=job_id)
-        return codec.job_from_record(record)
-
-    async def _hgetall(self, key: str) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(key))
-
-    async def list_jobs(
-        self,
-        queue: str = "default",
-        status: JobStatus | None = None,
-        workflow_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = False,
-    ) -> tuple[list[Job], str | None]:
-        """Jobs of a queue in enqueue order (or newest first); ``next_cursor`` continues after
-        the last one seen.
-
-        Filters scan at most ``MAX_LIST_SCAN`` entries per call, so a page may be short (or
-        empty) with a cursor to go on: the cost of one call is bounded, not the result.
-        """
-        if not 1 <= limit <= MAX_LIST:
-            raise errors.InvalidArgument(f"limit must be 1..{MAX_LIST}")
-        if cursor is not None and not cursor.isdigit():
-            raise errors.InvalidArgument("cursor is not one this API returned")
-        q = self.queue_keys(queue)
-        jobs: list[Job] = []
-        after, scanned = cursor or "", 0
-        while len(jobs) < limit and scanned < MAX_LIST_SCAN:
-            if newest_first:
-                page = cast(list[tuple[str, float]], await self.redis.zrevrangebyscore(
-                    q.index, f"({after}" if after else "+inf", "-inf", start=0, num=limit,
-                    withscores=True))
-            else:
-                page = cast(list[tuple[str, float]], await self.redis.zrangebyscore(
-                    q.index, f"({after}" if after else "-inf", "+inf", start=0, num=limit,
-                    withscores=True))
-            if not page:
-                return jobs, None
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for job_id, _ in page:
-                    pipe.hgetall(q.job(job_id))
-                records = cast(list[dict[str, str]], await pipe.execute())
-            for (_, seq), record in zip(page, records, strict=True):
-                scanned += 1
-                after = str(int(seq))
-                if not record:
-                    continue
-                job = codec.job_from_record(record)
-                if (status is None or job.status == status) and (
-                        workflow_id is None or job.workflow_id == workflow_id):
-                    jobs.append(job)
-                    if len(jobs) == limit:
-                        break
-        return jobs, after
-
     async def cancel(self, job_id: str, now_ms: int | None = None) -> JobStatus:
         """Cancels a queued or running job; returns the status it had."""
         queue = self._queue_or_404(job_id)
@@ -209,13 +138,6 @@ class Scheduler:
         reply = await self.scripts.retry(self.queue_keys(queue), job_id, now_ms)
         raise_for(reply, job_id=job_id)
         return JobStatus(reply[1])
-
-    @staticmethod
-    def _queue_or_404(job_id: str) -> str:
-        queue = queue_of_job(job_id)
-        if queue is None:
-            raise errors.JobNotFound(_NO_JOB, job_id=job_id)
-        return queue
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -367,10 +289,6 @@ class Scheduler:
 
     # -- queues --------------------------------------------------------------------------------
 
-    async def queues(self) -> list[str]:
-        names = cast(set[str], await self.redis.smembers(self.keys.queues))
-        return sorted(names)
-
     async def set_queue(self, queue: str, limits: QueueLimits) -> QueueStats:
         q = self.queue_keys(queue)
         await self.remember_queue(queue)
@@ -387,74 +305,3 @@ class Scheduler:
             await self.redis.publish(q.prefix + "ready", WAKE_ALL)  # limits may now allow claims
         return await self.queue_stats(queue)
 
-    async def counters(self, queue: str) -> dict[str, int]:
-        """Lifecycle counters the scripts keep: submitted, claimed, finished:<status>, ..."""
-        raw = await self._hgetall(self.queue_keys(queue).stats)
-        return {name: int(value) for name, value in raw.items()}
-
-    async def queue_stats(self, queue: str, now_ms: int | None = None) -> QueueStats:
-        q = self.queue_keys(queue)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(q.meta)
-            pipe.hkeys(q.labelsets)
-            pipe.zcard(q.delayed)
-            pipe.zcard(q.leases)
-            pipe.hgetall(q.stats)
-            meta, lsids, scheduled, running, stats = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for lsid in lsids:
-                pipe.zcard(q.ready(lsid))
-                pipe.zrange(q.ready(lsid), 0, 0)
-            replies = await pipe.execute()
-        heads = [member[0].split("|", 1)[1] for member in replies[1::2] if member]
-        oldest = await self._oldest_enqueued(q, heads)
-        # TIME is not allowed in a Cluster pipeline; ask only when there is an age to compute.
-        now = now_ms if now_ms is not None or oldest is None else await self.now_ms()
-        counters = {name: int(value) for name, value in stats.items()}
-        rate = int(meta.get("rate_limit", "0"))
-        max_running = int(meta.get("max_running", "0"))
-        return QueueStats(
-            queue=queue,
-            ready=sum(replies[0::2]),
-            scheduled=scheduled,
-            waiting_deps=counters.get("count:waiting", 0),
-            running=running,
-            failure=counters.get("count:failure", 0),
-            success=counters.get("count:success", 0),
-            cancelled=counters.get("count:cancelled", 0),
-            paused=meta.get("paused") == "1",
-            max_running=max_running or None,
-            rate_limit=RateLimit(limit=rate, per_secs=codec.secs(int(meta["rate_per_ms"])))
-            if rate else None,
-            oldest_ready_age_secs=codec.secs(max(0, now - oldest))
-            if oldest is not None and now is not None else None,
-            counters={k: v for k, v in counters.items() if not k.startswith("count:")},
-        )
-
-    async def now_ms(self) -> int:
-        """Redis time, the one clock of every script."""
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
-
-    async def _oldest_enqueued(self, q: QueueKeys, job_ids: list[str]) -> int | None:
-        if not job_ids:
-            return None
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(q.job(job_id), "enqueued_at_ms")
-            stamps = [int(s) for s in await pipe.execute() if s]
-        return min(stamps) if stamps else None
-
-    async def events(self, queue: str, after: str = "-", count: int = 1000) -> list[dict[str, str]]:
-        """State transitions of a queue from its audit stream, oldest first."""
-        start = after if after == "-" else f"({after}"
-        entries = cast(
-            list[tuple[str, dict[str, str]]],
-            await self.redis.xrange(self.queue_keys(queue).events, start, "+", count=count),
-        )
-        return [{"id": entry_id, **fields} for entry_id, fields in entries]
-
-    async def raw_record(self, job_id: str) -> dict[str, str]:
-        """The stored hash of a job, for tests and diagnostics."""
-        queue = self._queue_or_404(job_id)
-        return await self._hgetall(self.queue_keys(queue).job(job_id))

@@ -64,7 +64,7 @@ class JobAlreadyExists(SchedulerError):
 
 
 class LeaseLost(SchedulerError):
-    """The lease can no longer act on its job; ``code`` says why (SPEC §3 409 codes)."""
+    """The lease can no longer act on its job; ``code`` says why (the 409 codes)."""
 
     code = "lease_lost"
 

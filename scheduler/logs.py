@@ -8,11 +8,11 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from scheduler import errors
-from scheduler.core import Scheduler
-from scheduler.keys import queue_of_job
-from scheduler.scripts import raise_for
-from scheduler.streams import ENTRY_ID, Entry, StreamHub, entry_key
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.keys import queue_of_job
+from leasehold.scheduler.scripts import raise_for
+from leasehold.scheduler.streams import ENTRY_ID, Entry, StreamHub, entry_key
 
 MAX_READ = 1000
 # live chunks remembered for the other viewers of the same job, oldest dropped first

@@ -11,7 +11,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from scheduler.core import ClaimBatch, Scheduler
+from leasehold.scheduler.core import ClaimBatch, Scheduler
 
 log = structlog.get_logger("leasehold.longpoll")
 

@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import cast
 
-from scheduler.core import Scheduler
-from scheduler.models import QueueStats, WorkerStatus
-from scheduler.workers import WorkerRegistry
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import QueueStats, WorkerStatus
+from leasehold.scheduler.workers import WorkerRegistry
 
 QUEUE_READS_AT_ONCE = 4  # queues read concurrently per scrape; each read is a few round trips
 

@@ -1,4 +1,4 @@
-"""Typed shapes of jobs, leases and policies in their wire form (seconds, seed 003 names)."""
+"""Typed shapes of jobs, leases and policies in their wire form (seconds, workflow-graph names)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.keys import QUEUE_NAME
 
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern, examples=["default"])]
 Label = Annotated[str, Field(min_length=1, max_length=128)]
@@ -61,7 +61,7 @@ Backoff = Literal["None"] | FixedBackoff | ExponentialBackoff
 
 
 class RetryPolicy(Strict):
-    """How many times a job is retried and how long each retry waits (SPEC §5 Retries)."""
+    """How many times a job is retried and how long each retry waits."""
 
     max_retries: int = Field(default=0, ge=0, le=1000)
     backoff: Backoff = "None"

@@ -10,9 +10,9 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
-from scheduler.core import Scheduler
-from scheduler.models import ReapReport
-from scheduler.workers import WorkerRegistry
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import ReapReport
+from leasehold.scheduler.workers import WorkerRegistry
 
 log = structlog.get_logger("leasehold.reaper")
 

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from scheduler import errors
-from scheduler.keys import Keyspace, QueueKeys
+from leasehold.scheduler import errors
+from leasehold.scheduler.keys import Keyspace, QueueKeys
 
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 
@@ -58,11 +58,8 @@ Reply = list[Any]
 
 
 def lua_dir() -> Path:
-    """``lua/`` of a source checkout, else the copy the wheel carries as ``scheduler/_lua``."""
-    checkout = Path(__file__).resolve().parent.parent / "lua"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(resources.files("scheduler") / "_lua"))
+    """The Lua scripts: ``lua/`` of the repository, installed as ``leasehold/lua``."""
+    return Path(str(resources.files("leasehold") / "lua"))
 
 
 def script_names() -> set[str]:

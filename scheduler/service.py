@@ -11,15 +11,15 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from scheduler.auth import TokenStore
-from scheduler.config import Settings
-from scheduler.connection import connect, connect_settings
-from scheduler.core import Scheduler
-from scheduler.logs import LogStore
-from scheduler.longpoll import ReadyWaiters
-from scheduler.streams import StreamHub
-from scheduler.workers import WorkerRegistry
-from scheduler.workflows import Workflows
+from leasehold.scheduler.auth import TokenStore
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.connection import connect, connect_settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.logs import LogStore
+from leasehold.scheduler.longpoll import ReadyWaiters
+from leasehold.scheduler.streams import StreamHub
+from leasehold.scheduler.workers import WorkerRegistry
+from leasehold.scheduler.workflows import Workflows
 
 log = structlog.get_logger("leasehold")
 
@@ -93,7 +93,7 @@ async def _config(redis: Redis, *names: str) -> list[dict[str, str]]:
 
 
 async def warn_about_eviction(redis: Redis) -> None:
-    """Evicting keys breaks every guarantee; SPEC §5 asks for ``noeviction``."""
+    """Evicting keys breaks every guarantee; the service needs ``noeviction``."""
     for config in await _config(redis, "maxmemory-policy"):
         policy = config.get("maxmemory-policy", "noeviction")
         if policy != "noeviction":
@@ -103,7 +103,7 @@ async def warn_about_eviction(redis: Redis) -> None:
 
 
 async def warn_about_persistence(redis: Redis) -> None:
-    """Without AOF or RDB a Redis restart forgets every job; SPEC §5 asks for AOF everysec."""
+    """Without AOF or RDB a Redis restart forgets every job; run it with AOF everysec."""
     for config in await _config(redis, "appendonly", "save"):
         aof = config.get("appendonly", "yes") == "yes"
         rdb = config.get("save", "x").strip() != ""

@@ -9,13 +9,13 @@ import orjson
 from pydantic import JsonValue
 from redis.asyncio import Redis
 
-from scheduler import codec, errors
-from scheduler.auth import digest, new_secret
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.keys import new_token
-from scheduler.models import Worker, WorkerStatus
-from scheduler.scripts import raise_for
+from leasehold.scheduler import codec, errors
+from leasehold.scheduler.auth import digest, new_secret
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.keys import new_token
+from leasehold.scheduler.models import Worker, WorkerStatus
+from leasehold.scheduler.scripts import raise_for
 
 WORKER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 SWEEP_BATCH = 500

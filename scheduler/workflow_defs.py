@@ -1,4 +1,4 @@
-"""Parses and validates workflow definitions: the JSON API shape and seed 003's YAML/JSON format."""
+"""Parses and validates workflow definitions: the JSON API shape and the YAML/JSON format."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from scheduler import errors
-from scheduler.models import Label, QueueName, RetryPolicy
+from leasehold.scheduler import errors
+from leasehold.scheduler.models import Label, QueueName, RetryPolicy
 
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # exported as a shell name
@@ -60,7 +60,7 @@ class _ApiJob(BaseModel):
     timeout_secs: float | None = Field(default=None, gt=0)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     queue: QueueName | None = None
-    # seed 003's read-only fields: accepted as input and ignored
+    # workflow-graph's read-only fields: accepted as input and ignored
     status: JsonValue = None
     duration_secs: JsonValue = None
     started_at: JsonValue = None
@@ -77,10 +77,10 @@ class _ApiWorkflow(BaseModel):
     trigger: JsonValue = None
     queue: QueueName = "default"
     jobs: list[_ApiJob] = Field(max_length=MAX_JOBS)
-    id: JsonValue = None  # a seed 003 client may echo an id back; the server assigns its own
+    id: JsonValue = None  # a workflow-graph client may echo an id back; the server assigns its own
 
 
-# -- seed 003's definition format: {"name", "on", "env", "jobs": {id: {needs, run|steps, ...}}} --
+# -- the YAML/JSON definition format: {"name", "on", "env", "jobs": {id: {needs, run|steps}}} --
 
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -100,7 +100,7 @@ class _SeedJob(BaseModel):
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     labels: list[Label] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=1000)
-    timeout: JsonValue = None  # parsed by seed 003, unused; timeout_secs is ours
+    timeout: JsonValue = None  # parsed by workflow-graph, unused; timeout_secs is ours
     if_: JsonValue = Field(default=None, alias="if")
     priority: int = Field(default=100, ge=0, le=1000)
     retry_policy: RetryPolicy | None = None

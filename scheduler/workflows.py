@@ -1,4 +1,4 @@
-"""``Workflows``: stored definitions, runs of them as ordinary jobs, and their status (seed 003)."""
+"""``Workflows``: stored definitions, runs of them as ordinary jobs, and their status."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import structlog
 from pydantic import BaseModel, Field, JsonValue
 from redis.asyncio import Redis
 
-from scheduler import codec, errors
-from scheduler.core import Scheduler
-from scheduler.keys import label_set_id, new_job_id, new_token
-from scheduler.models import Job, JobSpec
-from scheduler.scripts import raise_for
-from scheduler.workflow_defs import NodeDef, WorkflowDef, load_document, parse
+from leasehold.scheduler import codec, errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.keys import label_set_id, new_job_id, new_token
+from leasehold.scheduler.models import Job, JobSpec
+from leasehold.scheduler.scripts import raise_for
+from leasehold.scheduler.workflow_defs import NodeDef, WorkflowDef, load_document, parse
 
 log = structlog.get_logger("leasehold.workflows")
 SAMPLE = Path(__file__).parent / "samples" / "ci-1.yml"
@@ -24,7 +24,7 @@ FORMATS = {".json": "json", ".yml": "yaml", ".yaml": "yaml"}
 
 
 class WorkflowJob(BaseModel):
-    """A job as seed 003's workflow view shows it, plus ``uid`` (its global job id)."""
+    """A job as the workflow view shows it, plus ``uid`` (its global job id)."""
 
     id: str
     name: str
@@ -192,7 +192,7 @@ class Workflows:
     async def list(self, limit: int, offset: int, status: str | None) -> list[WorkflowView]:
         """In creation order; ``status`` keeps workflows with at least one job in that status.
 
-        With ``status``, ``offset`` counts matching workflows (seed 003's "page 2 of running").
+        With ``status``, ``offset`` counts matching workflows ("page 2 of running").
         """
         views: list[WorkflowView] = []
         start, skip = (offset, 0) if status is None else (0, offset)

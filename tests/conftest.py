@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from scheduler.config import Settings
-from scheduler.core import Scheduler
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
 from tests.redis_server import RedisServer
 
 

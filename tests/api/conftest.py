@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from api.app import create_app
-from scheduler.config import Settings
+from leasehold.api.app import create_app
+from leasehold.scheduler.config import Settings
 from tests.api.harness import ADMIN, Api, record_route
 
 MakeApi = Callable[..., Awaitable[Api]]

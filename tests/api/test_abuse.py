@@ -11,9 +11,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from api.routing import REGISTRATION, router
-from scheduler.config import Settings
-from scheduler.scripts import Scripts, script_names, source
+from leasehold.api.server.routing import REGISTRATION, router
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.scripts import Scripts, script_names, source
 from tests.api.conftest import MakeApi
 from tests.api.harness import ADMIN, Api, snapshot
 

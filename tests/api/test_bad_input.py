@@ -6,7 +6,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from scheduler.config import Settings
+from leasehold.scheduler.config import Settings
 from tests.api.conftest import MakeApi
 from tests.api.harness import NO_BODY, snapshot
 

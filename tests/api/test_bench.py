@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from api.bench import Bench, BenchConfig
-from api.bench_report import Result, goals, percentile, print_table
-from scheduler.benchinfo import RedisProbe
-from scheduler.config import Settings
+from leasehold.api.cli.bench import Bench, BenchConfig
+from leasehold.api.cli.bench_report import Result, goals, percentile, print_table
+from leasehold.scheduler.benchinfo import RedisProbe
+from leasehold.scheduler.config import Settings
 from tests.api.conftest import MakeApi
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from scheduler.config import Settings
+from leasehold.scheduler.config import Settings
 from tests.api.conftest import MakeApi
 from tests.api.harness import ADMIN, Api, snapshot
 from tests.redis_server import RedisServer

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from api.app import create_app
-from scheduler.config import Settings
+from leasehold.api.app import create_app
+from leasehold.scheduler.config import Settings
 from tests.api.harness import ADMIN, NO_BODY, Api, snapshot
 from tests.redis_server import free_port
 

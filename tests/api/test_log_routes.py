@@ -16,13 +16,13 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-import api.logs
-from api.app import create_app
-from api.appkeys import SERVICES
-from api.logs import EncodedEvents
-from scheduler.config import Settings
-from scheduler.logs import LogChunk
-from scheduler.service import Services
+from leasehold.api.app import create_app
+from leasehold.api.routes import logs as log_routes
+from leasehold.api.routes.logs import EncodedEvents
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.logs import LogChunk
+from leasehold.scheduler.service import Services
 from tests.api.harness import record_route
 
 Client = TestClient[web.Request, web.Application]
@@ -358,7 +358,7 @@ async def test_viewers_connecting_while_chunks_arrive_get_each_chunk_once(
 
 
 async def test_keep_alive_comments(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api.logs, "KEEP_ALIVE_SECS", 0.05)
+    monkeypatch.setattr(log_routes, "KEEP_ALIVE_SECS", 0.05)
     job_id, _ = await running_job(client)
     async with client.get(stream_path(job_id)) as resp:
         async with asyncio.timeout(SSE_TIMEOUT):
@@ -370,7 +370,7 @@ async def test_a_viewer_that_leaves_a_quiet_stream_is_forgotten(
     client: Client, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The server lets go of a viewer that closed its connection, though no chunk comes."""
-    monkeypatch.setattr(api.logs, "KEEP_ALIVE_SECS", 0.05)
+    monkeypatch.setattr(log_routes, "KEEP_ALIVE_SECS", 0.05)
     services = services_of(client)
     job_id, _ = await running_job(client)
     for path in (stream_path(job_id), "/api/events?queue=default"):

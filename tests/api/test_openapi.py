@@ -6,7 +6,7 @@ import re
 
 from openapi_spec_validator import validate
 
-from api.routing import router
+from leasehold.api.server.routing import router
 from tests.api.harness import Api
 
 _LINK = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")

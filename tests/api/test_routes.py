@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from api.routing import router
+from leasehold.api.server.routing import router
 from tests.api.conftest import whole_api_suite_selected
 from tests.api.harness import ADMIN, COVERED, Api
 

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 import structlog
 from structlog.testing import capture_logs
 
-import api.cli
-from scheduler.config import Settings
+from leasehold.api.cli import main as cli
+from leasehold.scheduler.config import Settings
 from tests.api.harness import ADMIN, Api, snapshot
 
 LogEntries = list[MutableMapping[str, Any]]
@@ -162,7 +162,7 @@ def test_serve_refuses_no_auth_on_a_public_address(
     for name in ("LEASEHOLD_ALLOW_INSECURE", "LEASEHOLD_AUTH", "LEASEHOLD_HOST"):
         monkeypatch.delenv(name, raising=False)
     # The refusal comes after logging is set up; keep the session's structlog config untouched.
-    monkeypatch.setattr(api.cli, "configure_logging", _no_logging_setup)
-    code = api.cli.main(["serve", "--no-auth", "--host", "0.0.0.0", "--port", "0"])
+    monkeypatch.setattr(cli, "configure_logging", _no_logging_setup)
+    code = cli.main(["serve", "--no-auth", "--host", "0.0.0.0", "--port", "0"])
     assert code == 2
     assert "refusing to run without auth on 0.0.0.0" in capsys.readouterr().err

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler import errors
-from scheduler.config import Settings
-from scheduler.service import open_services
+from leasehold.scheduler import errors
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.service import open_services
 from tests.api.harness import Api
 
 YAML = {"Content-Type": "application/yaml"}

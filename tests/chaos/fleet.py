@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from api.client import LeaseholdClient
+from leasehold.api.fleet.client import LeaseholdClient
 from tests.processes import child_pids, json_log_records
 from tests.redis_server import RedisServer, free_port
 

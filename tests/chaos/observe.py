@@ -12,7 +12,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from scheduler.keys import Keyspace
+from leasehold.scheduler.keys import Keyspace
 from tests.chaos.ledger import TERMINAL, JobRecord, Ledger, Report, Transition, check
 
 Entries = list[tuple[str, dict[str, str]]]

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from api.client import Unavailable
+from leasehold.api.fleet.client import Unavailable
 from tests.chaos.fleet import Lab, wait_for
 from tests.chaos.ledger import TERMINAL
 from tests.chaos.observe import job_records

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from api.client import LeaseholdClient
+from leasehold.api.fleet.client import LeaseholdClient
 from tests.chaos.fleet import Lab
 from tests.chaos.scenario import start
 

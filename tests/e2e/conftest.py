@@ -27,8 +27,8 @@ from typing import Any
 import orjson
 import pytest
 
-from api.client import LeaseholdClient
-from scheduler.models import Job, JobStatus
+from leasehold.api.fleet.client import LeaseholdClient
+from leasehold.scheduler.models import Job, JobStatus
 from tests.processes import child_pids
 from tests.redis_server import free_port
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from api.client import LeaseholdClient, LeaseLost
-from scheduler.logs import LogChunk
-from scheduler.models import JobSpec, JobStatus
+from leasehold.api.fleet.client import LeaseholdClient, LeaseLost
+from leasehold.scheduler.logs import LogChunk
+from leasehold.scheduler.models import JobSpec, JobStatus
 from tests.e2e.conftest import (
     AgentFactory,
     AgentProcess,

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from api.app import create_app
-from scheduler.config import Settings
+from leasehold.api.app import create_app
+from leasehold.scheduler.config import Settings
 
 if TYPE_CHECKING:
     from playwright.async_api import Page

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler import errors
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec, JobStatus, RetryPolicy
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec, JobStatus, RetryPolicy
 from tests.integration.test_queues import T0, assert_one_place
 
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from scheduler import errors
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec, JobStatus
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec, JobStatus
 from tests.integration.test_queues import T0, assert_one_place
 
 

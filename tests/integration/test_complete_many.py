@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from scheduler import errors
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec, JobStatus
+from leasehold.scheduler import errors
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec, JobStatus
 
 
 async def _leases(scheduler: Scheduler, worker: str, count: int, queue: str = "default"

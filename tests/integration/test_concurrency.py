@@ -11,11 +11,11 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from scheduler.config import Settings
-from scheduler.core import ClaimBatch, Scheduler
-from scheduler.keys import label_set_id
-from scheduler.models import JobSpec, RetryPolicy
-from scheduler.reaper import Reaper
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import ClaimBatch, Scheduler
+from leasehold.scheduler.keys import label_set_id
+from leasehold.scheduler.models import JobSpec, RetryPolicy
+from leasehold.scheduler.reaper import Reaper
 
 T0 = 1_700_000_000_000
 QUEUE = "default"

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from scheduler import errors
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec, JobStatus, Lease, RetryPolicy
-from scheduler.reaper import Reaper
+from leasehold.scheduler import errors
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec, JobStatus, Lease, RetryPolicy
+from leasehold.scheduler.reaper import Reaper
 from tests.integration.test_queues import T0, assert_one_place
 
 LeaseCall = Callable[[Scheduler, str, int], Awaitable[None]]

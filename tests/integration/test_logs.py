@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from scheduler import errors
-from scheduler.config import Settings
-from scheduler.logs import LogChunk, LogStore, NewChunk, SubscriberTooSlow
-from scheduler.models import JobSpec, JobStatus, Lease
-from scheduler.reaper import Reaper
-from scheduler.service import Services, open_services
-from scheduler.streams import Subscription
+from leasehold.scheduler import errors
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.logs import LogChunk, LogStore, NewChunk, SubscriberTooSlow
+from leasehold.scheduler.models import JobSpec, JobStatus, Lease
+from leasehold.scheduler.reaper import Reaper
+from leasehold.scheduler.service import Services, open_services
+from leasehold.scheduler.streams import Subscription
 from tests.integration.test_queues import T0
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, cast
 
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec, JobStatus, QueueLimits, RateLimit, RetryPolicy
-from scheduler.reaper import Reaper
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec, JobStatus, QueueLimits, RateLimit, RetryPolicy
+from leasehold.scheduler.reaper import Reaper
 
 T0 = 1_700_000_000_000
 _PLACE_STATUS = {"delayed": "queued", "leases": "running"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler import errors
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec, JobStatus, RetryPolicy
-from scheduler.reaper import Reaper
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec, JobStatus, RetryPolicy
+from leasehold.scheduler.reaper import Reaper
 from tests.integration.test_queues import T0, assert_one_place, job_places
 
 RETRY = RetryPolicy(max_retries=3)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.core import Scheduler
-from scheduler.models import (
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import (
     Backoff,
     ExponentialBackoff,
     ExponentialParams,
@@ -16,7 +16,7 @@ from scheduler.models import (
     Lease,
     RetryPolicy,
 )
-from scheduler.reaper import Reaper
+from leasehold.scheduler.reaper import Reaper
 from tests.integration.test_queues import T0, assert_one_place
 
 

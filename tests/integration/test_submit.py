@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler import errors
-from scheduler.core import Scheduler
-from scheduler.keys import new_job_id
-from scheduler.models import (
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.keys import new_job_id
+from leasehold.scheduler.models import (
     ExponentialBackoff,
     ExponentialParams,
     JobSpec,
     JobStatus,
     RetryPolicy,
 )
-from scheduler.scripts import raise_for
+from leasehold.scheduler.scripts import raise_for
 from tests.integration.test_queues import T0, assert_one_place
 
 

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from api.cli import main
-from scheduler.auth import TokenStore, digest
-from scheduler.config import Settings
-from scheduler.core import Scheduler
+from leasehold.api.cli.main import main
+from leasehold.scheduler.auth import TokenStore, digest
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
 
 
 def _fields(out: str) -> dict[str, str]:

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from pydantic import JsonValue
 
-from scheduler import errors
-from scheduler.core import Scheduler
-from scheduler.models import Claim, JobStatus
-from scheduler.reaper import Reaper
-from scheduler.workflow_defs import parse
-from scheduler.workflows import Workflows
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import Claim, JobStatus
+from leasehold.scheduler.reaper import Reaper
+from leasehold.scheduler.workflow_defs import parse
+from leasehold.scheduler.workflows import Workflows
 
 QUEUED, RUNNING, SUCCESS = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCESS
 FAILURE, CANCELLED, SKIPPED = JobStatus.FAILURE, JobStatus.CANCELLED, JobStatus.SKIPPED

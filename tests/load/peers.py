@@ -28,9 +28,9 @@ from typing import Any
 
 import redis
 
-from api.bench import Bench, BenchConfig, serve
-from api.bench import run_sync as bench_run
-from api.bench_report import Result, machine
+from leasehold.api.cli.bench import Bench, BenchConfig, serve
+from leasehold.api.cli.bench import run_sync as bench_run
+from leasehold.api.cli.bench_report import Result, machine
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec
 from tests.redis_server import RedisServer
 
 SHALLOW, DEEP = 1_000, 1_000_000

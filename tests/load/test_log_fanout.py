@@ -26,9 +26,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from api.app import create_app
-from api.appkeys import SERVICES
-from scheduler.config import Settings
+from leasehold.api.app import create_app
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.scheduler.config import Settings
 from tests.redis_server import RedisServer
 
 VIEWERS = 1000

@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from api.app import create_app
-from scheduler.config import Settings
+from leasehold.api.app import create_app
+from leasehold.scheduler.config import Settings
 from tests.redis_server import RedisServer
 
 WAITERS = 1000

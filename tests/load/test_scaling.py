@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from api.bench import Bench, BenchConfig, serve
-from api.bench import run_sync as bench_run
-from api.bench_report import Result
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.models import JobSpec
+from leasehold.api.cli.bench import Bench, BenchConfig, serve
+from leasehold.api.cli.bench import run_sync as bench_run
+from leasehold.api.cli.bench_report import Result
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.models import JobSpec
 from tests.redis_server import RedisServer
 
 RESULTS = Path(__file__).parent / "results" / "scaling.json"

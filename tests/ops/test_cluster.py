@@ -17,13 +17,13 @@ from pytest_aiohttp import AiohttpClient
 from redis.crc import key_slot
 from structlog.testing import capture_logs
 
-from api.app import create_app
-from scheduler.config import Settings
-from scheduler.connection import connect
-from scheduler.core import Scheduler
-from scheduler.keys import Keyspace
-from scheduler.reaper import Reaper
-from scheduler.service import warn_about_eviction, warn_about_persistence
+from leasehold.api.app import create_app
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.connection import connect
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.keys import Keyspace
+from leasehold.scheduler.reaper import Reaper
+from leasehold.scheduler.service import warn_about_eviction, warn_about_persistence
 from tests.ops.cluster import LocalCluster
 from tests.ops.scrape import parse, value
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from scheduler.service import warn_about_eviction, warn_about_persistence
+from leasehold.scheduler.service import warn_about_eviction, warn_about_persistence
 from tests.redis_server import RedisServer
 
 

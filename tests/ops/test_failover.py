@@ -9,11 +9,11 @@ from pathlib import Path
 
 import redis
 
-from scheduler.config import Settings
-from scheduler.connection import connect
-from scheduler.core import Scheduler
-from scheduler.longpoll import ReadyWaiters
-from scheduler.models import JobSpec
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.connection import connect
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.longpoll import ReadyWaiters
+from leasehold.scheduler.models import JobSpec
 from tests.redis_server import RedisServer
 
 POOL = 3

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import structlog
 
-from api.logging import configure_logging
+from leasehold.api.server.logging import configure_logging
 
 
 class Terminal(io.StringIO):

@@ -14,10 +14,10 @@ import yaml
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from api.app import create_app
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.reaper import Reaper
+from leasehold.api.app import create_app
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.reaper import Reaper
 from tests.ops.scrape import (
     DEPLOY,
     METRIC_NAME,

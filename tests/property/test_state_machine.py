@@ -22,12 +22,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from scheduler import errors
-from scheduler.codec import ms
-from scheduler.config import Settings
-from scheduler.core import Scheduler
-from scheduler.keys import label_set_id
-from scheduler.models import (
+from leasehold.scheduler import errors
+from leasehold.scheduler.codec import ms
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.keys import label_set_id
+from leasehold.scheduler.models import (
     ExponentialBackoff,
     ExponentialParams,
     FailOutcome,
@@ -38,7 +38,7 @@ from scheduler.models import (
     JobStatus,
     RetryPolicy,
 )
-from scheduler.reaper import Reaper
+from leasehold.scheduler.reaper import Reaper
 
 T = TypeVar("T")
 ErrorType = type[errors.SchedulerError]

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-import api.client as client_module
-from api.client import (
+import leasehold.api.fleet.client as client_module
+from leasehold.api.fleet.client import (
     LEASE_CODES,
     BadRequest,
     Conflict,

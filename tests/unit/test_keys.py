@@ -7,7 +7,7 @@ import re
 import pytest
 from redis.crc import key_slot
 
-from scheduler.keys import (
+from leasehold.scheduler.keys import (
     Keyspace,
     QueueKeys,
     job_of_lease,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import scripts
-from scheduler.scripts import Scripts, lua_dir, script_names, source
+from leasehold.scheduler import scripts
+from leasehold.scheduler.scripts import Scripts, lua_dir, script_names, source
 
 LUA = lua_dir()
 NAMES = sorted(script_names())

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from scheduler.models import (
+from leasehold.scheduler.models import (
     ExponentialBackoff,
     FixedBackoff,
     JobSpec,

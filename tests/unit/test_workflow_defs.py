@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler import errors
-from scheduler.models import ExponentialBackoff, FixedBackoff
-from scheduler.workflow_defs import WorkflowDef, load_document, parse
-from scheduler.workflows import SAMPLE
+from leasehold.scheduler import errors
+from leasehold.scheduler.models import ExponentialBackoff, FixedBackoff
+from leasehold.scheduler.workflow_defs import WorkflowDef, load_document, parse
+from leasehold.scheduler.workflows import SAMPLE
 
 THREE_JOBS = """
 name: CI pipeline

@@ -8,10 +8,10 @@ from typing import Any
 
 import structlog
 
-from api.metrics import observe_run
-from scheduler import errors
-from scheduler.keys import job_of_lease, queue_of_job
-from scheduler.models import Claim
+from leasehold.api.server.metrics import observe_run
+from leasehold.scheduler import errors
+from leasehold.scheduler.keys import job_of_lease, queue_of_job
+from leasehold.scheduler.models import Claim
 
 log = structlog.get_logger("leasehold.jobs")
 

@@ -14,9 +14,15 @@ from typing import Any
 import orjson
 import structlog
 
-from api.agent_process import JobProcess, read_outputs
-from api.client import LeaseholdClient, LeaseholdError, LeaseLost, Unauthorized, backoff_delay
-from scheduler.models import Claim
+from leasehold.api.fleet.agent_process import JobProcess, read_outputs
+from leasehold.api.fleet.client import (
+    LeaseholdClient,
+    LeaseholdError,
+    LeaseLost,
+    Unauthorized,
+    backoff_delay,
+)
+from leasehold.scheduler.models import Claim
 
 log = structlog.get_logger("leasehold.agent")
 

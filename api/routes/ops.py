@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.appkeys import SERVICES
-from api.errors import error_response
-from api.http import read_model, respond
-from api.routing import ADMIN, PUBLIC, READERS, router
-from api.schemas import (
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.errors import error_response
+from leasehold.api.server.http import read_model, respond
+from leasehold.api.server.routing import ADMIN, PUBLIC, READERS, router
+from leasehold.api.wire import (
     Deleted,
     Health,
     RegistrationTokenIssued,
@@ -16,9 +16,9 @@ from api.schemas import (
     TokenIssued,
     TokenRequest,
 )
-from scheduler import errors
-from scheduler.keys import QUEUE_NAME
-from scheduler.models import QueueLimits, QueueStats
+from leasehold.scheduler import errors
+from leasehold.scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.models import QueueLimits, QueueStats
 
 
 @router.route("GET", "/api/queues", roles=READERS, tag="queues", response=list[QueueStats],

@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus text with SPEC §7's names; process-local histograms live here."""
+"""``GET /metrics``: Prometheus text; the process-local histograms live here."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from api.appkeys import SERVICES
-from api.routing import router
-from scheduler import errors
-from scheduler.core import ClaimBatch
-from scheduler.metrics import Snapshot, snapshot
-from scheduler.models import JobStatus
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.routing import router
+from leasehold.scheduler import errors
+from leasehold.scheduler.core import ClaimBatch
+from leasehold.scheduler.metrics import Snapshot, snapshot
+from leasehold.scheduler.models import JobStatus
 
 log = structlog.get_logger("leasehold.metrics")
 
@@ -143,7 +143,7 @@ class Scrape:
 
 
 @router.route("GET", "/metrics", roles=METRICS_ROLES, tag="operations",
-              summary="Prometheus text exposition (SPEC §7): counters kept in Redis by the "
+              summary="Prometheus text exposition: counters kept in Redis by the "
               "scripts, queue and worker gauges read at scrape time, this process's histograms",
               errors=(401, 403))
 async def metrics(request: web.Request) -> web.Response:

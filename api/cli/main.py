@@ -1,4 +1,4 @@
-"""The ``leasehold`` command: ``serve``, ``reaper`` and ``token`` (SPEC §6)."""
+"""The ``leasehold`` command: serve, reaper, agent, bench and token."""
 
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from api import token_cli
-from api.app import create_app
-from api.logging import configure_logging
-from scheduler.auth import new_secret
-from scheduler.config import Settings
-from scheduler.connection import connect_settings
-from scheduler.core import Scheduler
-from scheduler.embedded import FAKE_URL, EmbeddedRedis
-from scheduler.reaper import Reaper
+from leasehold import __version__
+from leasehold.api.app import create_app
+from leasehold.api.cli import token as token_cli
+from leasehold.api.server.logging import configure_logging
+from leasehold.scheduler.auth import new_secret
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.connection import connect_settings
+from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.embedded import FAKE_URL, EmbeddedRedis
+from leasehold.scheduler.reaper import Reaper
 
 log = structlog.get_logger("leasehold")
 
@@ -146,8 +147,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    from api.agent import Agent, AgentConfig
-    from api.client import LeaseholdError, Unauthorized, Unavailable
+    from leasehold.api.fleet.agent import Agent, AgentConfig
+    from leasehold.api.fleet.client import LeaseholdError, Unauthorized, Unavailable
 
     configure_logging(os.environ.get("LEASEHOLD_LOG_LEVEL", "info"))
     server = args.server or os.environ.get("LEASEHOLD_SERVER")
@@ -195,8 +196,8 @@ def _levels(text: str) -> list[int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from api.bench import BenchConfig
-    from api.bench import main as bench_main
+    from leasehold.api.cli.bench import BenchConfig
+    from leasehold.api.cli.bench import main as bench_main
 
     return bench_main(BenchConfig(
         server=args.server, token=args.token or os.environ.get("LEASEHOLD_TOKEN"),
@@ -206,33 +207,68 @@ def _bench(args: argparse.Namespace) -> int:
         json_out=Path(args.json) if args.json else None))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leasehold", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+_DESCRIPTION = """Leasehold: a Redis-backed, lease-based job scheduler service.
 
-    serve = commands.add_parser("serve", help="run the HTTP API")
-    serve.add_argument("--host", help="default 127.0.0.1 (LEASEHOLD_HOST)")
-    serve.add_argument("--port", type=int, help="default 8080 (LEASEHOLD_PORT)")
-    serve.add_argument("--redis-url", help="default: LEASEHOLD_REDIS_URL, else embedded Redis")
-    serve.add_argument("--no-auth", action="store_true", help="no tokens (loopback only)")
+Commands:
+  serve    run the HTTP API (with no Redis URL, on an embedded Redis)
+  reaper   expire leases, promote delayed jobs, mark workers offline, purge old results
+  agent    a worker: claim jobs, run each job's command, stream its output
+  bench    measure throughput and latency over HTTP
+  token    make an admin token; create or delete API and registration tokens
+
+Run "leasehold COMMAND --help" for a command's options. Settings come from LEASEHOLD_*
+environment variables; a flag overrides its variable."""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (when it has one) and keeps the descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+             text: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=text, description=text, formatter_class=_Help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leasehold", description=_DESCRIPTION,
+                                     formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"leasehold {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = _command(commands, "serve", "run the HTTP API")
+    serve.add_argument("--host", help="address to listen on (LEASEHOLD_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (LEASEHOLD_PORT; default 8080)")
+    serve.add_argument("--redis-url", help="Redis to use (LEASEHOLD_REDIS_URL; default: an "
+                       "embedded Redis for the life of the process)")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="accept requests without tokens (loopback addresses only)")
     serve.add_argument("--with-reaper", action="store_true", help="run a reaper in-process")
     serve.add_argument("--data-dir", default=os.environ.get("LEASEHOLD_DATA_DIR", ".leasehold"),
-                       help="where the embedded Redis keeps its data")
+                       help="where the embedded Redis keeps its data (LEASEHOLD_DATA_DIR)")
     serve.set_defaults(func=_serve)
 
-    reaper = commands.add_parser("reaper", help="expire leases, promote jobs, purge results")
-    reaper.add_argument("--redis-url", help="default: LEASEHOLD_REDIS_URL")
+    reaper = _command(commands, "reaper",
+                      "expire leases, promote delayed jobs, mark workers offline, purge results")
+    reaper.add_argument("--redis-url", help="Redis to use (LEASEHOLD_REDIS_URL)")
     reaper.add_argument("--interval", dest="reap_interval_secs", type=float,
-                        help="seconds between passes (default 1)")
+                        help="seconds between passes (LEASEHOLD_REAP_INTERVAL_SECS; default 1)")
     reaper.set_defaults(func=_reaper)
 
-    agent = commands.add_parser("agent", help="run jobs' commands as a worker")
+    agent = _command(commands, "agent", "run jobs' commands as a worker")
     agent.add_argument("--server", help="API URL (LEASEHOLD_SERVER)")
-    agent.add_argument("--token", help="registration or worker token (LEASEHOLD_TOKEN)")
-    agent.add_argument("--slots", type=int, default=1, help="jobs run at once (default 1)")
+    agent.add_argument("--token", help="registration token on first start, else a worker token "
+                       "(LEASEHOLD_TOKEN)")
+    agent.add_argument("--slots", type=int, default=1, help="jobs run at once")
     agent.add_argument("--label", action="append", help="a label this worker has (repeat)")
-    agent.add_argument("--queue", action="append", help="a queue to claim from (repeat)")
-    agent.add_argument("--lease-ttl", type=float, default=30.0, help="lease TTL seconds")
+    agent.add_argument("--queue", action="append", help="a queue to claim from (repeat; "
+                       "default: the queue named default)")
+    agent.add_argument("--lease-ttl", type=float, default=30.0, help="lease TTL in seconds")
     agent.add_argument("--state-dir", default=".leasehold-agent",
                        help="where the worker token is kept after registration")
     agent.add_argument("--name", help="worker name (default: host-pid)")
@@ -244,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an exit code that fails the job for good (repeat)")
     agent.set_defaults(func=_agent)
 
-    bench = commands.add_parser("bench", help="measure throughput and latency over HTTP")
+    bench = _command(commands, "bench", "measure throughput and latency over HTTP")
     bench.add_argument("--server", help="a running server, or several API processes of one "
                        "Redis comma-separated (default: start a private one)")
     bench.add_argument("--token", help="admin token for --server (LEASEHOLD_TOKEN)")
@@ -265,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "stdout, the table then goes to stderr)")
     bench.set_defaults(func=_bench)
 
-    token_cli.add_parser(commands)
+    token_cli.add_parser(commands, _Help)
     return parser
 
 

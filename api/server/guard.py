@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.appkeys import SETTINGS
-from api.errors import error_response
+from leasehold.api.server.appkeys import SETTINGS
+from leasehold.api.server.errors import error_response
 
 WINDOW_SECS = 60.0
 ALLOW_HEADERS = "Authorization, Content-Type, X-Worker-ID, X-Worker-Token, X-Request-ID, " \

@@ -9,8 +9,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from api.routing import PUBLIC, REGISTRATION, Router, RouteSpec
-from api.schemas import ErrorBody
+from leasehold.api.server.routing import PUBLIC, REGISTRATION, Router, RouteSpec
+from leasehold.api.wire import ErrorBody
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"{(\w+)}")

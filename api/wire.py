@@ -1,4 +1,4 @@
-"""HTTP request and response bodies that are not scheduler models (SPEC §4 shapes)."""
+"""HTTP request and response bodies that are not scheduler models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, JsonValue
 
-from scheduler.models import Claim, Job, JobSpec, Label, Lease, QueueName, Strict, Worker
+from leasehold.scheduler.models import Claim, Job, JobSpec, Label, Lease, QueueName, Strict, Worker
 
 Ttl = Annotated[float, Field(gt=0, le=86400)]
 LeaseId = Annotated[str, Field(min_length=1, max_length=300)]

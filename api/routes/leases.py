@@ -1,4 +1,4 @@
-"""The worker protocol (seed 003 shapes): claim, and heartbeat/complete/fail/release by lease."""
+"""The worker protocol: claim, and heartbeat/complete/fail/release by lease."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from api import lifecycle
-from api.appkeys import SERVICES
-from api.http import principal, read_model, respond
-from api.routing import WORKERS, router
-from api.schemas import (
+from leasehold.api.routes import lifecycle
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.http import principal, read_model, respond
+from leasehold.api.server.routing import WORKERS, router
+from leasehold.api.wire import (
     BatchComplete,
     BatchFail,
     BatchHeartbeat,
@@ -26,8 +26,8 @@ from api.schemas import (
     LeaseResults,
     Ok,
 )
-from scheduler import errors
-from scheduler.models import Claim
+from leasehold.scheduler import errors
+from leasehold.scheduler.models import Claim
 
 LEASE_ERRORS = (401, 403, 409)
 

@@ -11,21 +11,21 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.appkeys import SERVICES
-from api.http import principal, query_int, read_model, respond
-from api.routing import READERS, WORKERS, router
-from api.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
-from scheduler import errors
-from scheduler.keys import QUEUE_NAME
-from scheduler.logs import MAX_READ, LogChunk, NewChunk, SubscriberTooSlow, check_entry_id
-from scheduler.models import Strict
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.http import principal, query_int, read_model, respond
+from leasehold.api.server.routing import READERS, WORKERS, router
+from leasehold.api.server.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
+from leasehold.scheduler import errors
+from leasehold.scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.logs import MAX_READ, LogChunk, NewChunk, SubscriberTooSlow, check_entry_id
+from leasehold.scheduler.models import Strict
 
 StreamName = Literal["stdout", "stderr", "system"]
 
 
 class ChunkIn(BaseModel):
-    """One chunk as a worker sends it; seed 003's own job_id/workflow_id are ignored (the lease
-    decides the job)."""
+    """One chunk as a worker sends it; a client's own job_id/workflow_id are ignored (the
+    lease decides the job)."""
 
     model_config = ConfigDict(extra="forbid")
     data: Annotated[str, Field(max_length=1_000_000)]
@@ -37,7 +37,7 @@ class ChunkIn(BaseModel):
 
 
 class LogPush(Strict):
-    """``{"chunks": [...]}`` (seed 003) or ``{"log_chunk", "stream_type"}`` (seed 000)."""
+    """``{"chunks": [...]}`` (workflow-graph) or ``{"log_chunk", "stream_type"}`` (Tendril)."""
 
     chunks: list[ChunkIn] | None = Field(default=None, max_length=10_000)
     log_chunk: str | None = Field(default=None, max_length=1_000_000)

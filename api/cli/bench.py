@@ -27,9 +27,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from api.bench_report import Progress, Result, goals, machine, print_table
-from scheduler.benchinfo import RedisProbe, RedisUsage
-from scheduler.embedded import FAKE_URL, EmbeddedRedis
+from leasehold.api.cli.bench_report import Progress, Result, goals, machine, print_table
+from leasehold.scheduler.benchinfo import RedisProbe, RedisUsage
+from leasehold.scheduler.embedded import FAKE_URL, EmbeddedRedis
 
 FILL_CHUNK = 1000  # the bulk endpoint's limit
 FILLERS = 4  # bulk requests in flight while pre-filling
@@ -287,7 +287,8 @@ def serve(redis_url: str | None, processes: int = 1, data_dir: str | None = None
     try:
         for _ in range(processes):
             port = _free_port()
-            args = [sys.executable, "-m", "api.cli", "serve", "--no-auth", "--port", str(port)]
+            args = [sys.executable, "-m", "leasehold.api.cli", "serve", "--no-auth", "--port",
+                    str(port)]
             if data_dir is not None:
                 args += ["--data-dir", data_dir]
             proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,

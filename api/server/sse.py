@@ -8,7 +8,7 @@ import weakref
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from api.metrics import SSE_CONNECTIONS
+from leasehold.api.server.metrics import SSE_CONNECTIONS
 
 KEEP_ALIVE_SECS = 15.0
 LIVE_STREAMS = web.AppKey("live_streams", weakref.WeakSet[asyncio.Task[object]])

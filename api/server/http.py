@@ -9,9 +9,9 @@ import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from scheduler.auth import Principal
-from scheduler.errors import InvalidArgument
-from scheduler.models import JobStatus
+from leasehold.scheduler.auth import Principal
+from leasehold.scheduler.errors import InvalidArgument
+from leasehold.scheduler.models import JobStatus
 
 M = TypeVar("M", bound=BaseModel)
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -100,7 +100,7 @@ def principal(request: web.Request) -> Principal:
 
 
 def respond(value: Any, status: int = 200) -> web.Response:
-    """JSON of a model, a list of models, a dict or ``None`` (the bare ``null`` of seed 003)."""
+    """JSON of a model, a list of models, a dict or ``None`` (a bare ``null``)."""
     if isinstance(value, BaseModel):
         body = value.model_dump_json().encode()
     elif isinstance(value, list) and value and isinstance(value[0], BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.appkeys import SERVICES, SETTINGS
-from api.http import REGISTRATION_TOKEN, principal, read_model, respond
-from api.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
-from api.schemas import (
+from leasehold.api.server.appkeys import SERVICES, SETTINGS
+from leasehold.api.server.http import REGISTRATION_TOKEN, principal, read_model, respond
+from leasehold.api.server.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
+from leasehold.api.wire import (
     Deleted,
     Register,
     Registered,
@@ -15,9 +15,9 @@ from api.schemas import (
     WorkerHeartbeat,
     WorkerHeartbeatReply,
 )
-from scheduler import errors
-from scheduler.auth import Principal
-from scheduler.models import Worker, WorkerStatus
+from leasehold.scheduler import errors
+from leasehold.scheduler.auth import Principal
+from leasehold.scheduler.models import Worker, WorkerStatus
 
 
 @router.route("POST", "/api/workers/register", roles=(*ADMIN, REGISTRATION), tag="workers",
@@ -69,7 +69,7 @@ async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
 
 @router.route("GET", "/api/workers", roles=READERS, tag="workers", response=list[Worker],
               query={"status": "online, offline or draining", "label": "a label"},
-              summary="List workers (bare JSON array, as seed 003)", errors=(400, 401, 403))
+              summary="List workers (bare JSON array)", errors=(400, 401, 403))
 async def list_workers(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in WorkerStatus}:

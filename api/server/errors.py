@@ -1,4 +1,4 @@
-"""Maps every failure to SPEC §3's JSON error body in one middleware; never a traceback."""
+"""Maps every failure to the JSON error body in one middleware; never a traceback."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from api.http import REQUEST_ID, BadRequest
-from scheduler import errors
+from leasehold.api.server.http import REQUEST_ID, BadRequest
+from leasehold.scheduler import errors
 
 log = structlog.get_logger("leasehold.api")
 

@@ -1,4 +1,4 @@
-"""Request ids, one structured log line per request, and authentication with roles (SPEC §2)."""
+"""Request ids, one structured log line per request, and authentication with roles."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from api.appkeys import ROUTER, SERVICES, SETTINGS
-from api.errors import error_response
-from api.http import PRINCIPAL, REGISTRATION_TOKEN, REQUEST_ID
-from api.metrics import observe_request
-from api.routing import REGISTRATION
-from scheduler.auth import ANONYMOUS_ADMIN, Principal
+from leasehold.api.server.appkeys import ROUTER, SERVICES, SETTINGS
+from leasehold.api.server.errors import error_response
+from leasehold.api.server.http import PRINCIPAL, REGISTRATION_TOKEN, REQUEST_ID
+from leasehold.api.server.metrics import observe_request
+from leasehold.api.server.routing import REGISTRATION
+from leasehold.scheduler.auth import ANONYMOUS_ADMIN, Principal
 
 log = structlog.get_logger("leasehold.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -1,4 +1,4 @@
-"""``leasehold token``: make an admin token, and manage API and registration tokens in Redis."""
+"""leasehold token: make an admin token, and manage API and registration tokens in Redis."""
 
 from __future__ import annotations
 
@@ -6,23 +6,30 @@ import argparse
 import asyncio
 import sys
 
-from scheduler import errors
-from scheduler.auth import TokenStore, digest, new_secret
-from scheduler.config import Settings
-from scheduler.connection import connect_settings
-from scheduler.core import Scheduler
+from leasehold.scheduler import errors
+from leasehold.scheduler.auth import TokenStore, digest, new_secret
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.connection import connect_settings
+from leasehold.scheduler.core import Scheduler
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = commands.add_parser("token", help="admin, API and registration tokens")
-    actions = token.add_subparsers(dest="action", required=True)
-    actions.add_parser("generate", help="print a new admin token for LEASEHOLD_ADMIN_TOKEN")
-    create = actions.add_parser("create", help="create an API token (needs LEASEHOLD_REDIS_URL)")
-    create.add_argument("--role", required=True, help="admin, submitter, viewer or metrics")
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+               formatter: type[argparse.HelpFormatter]) -> None:
+    text = "make an admin token; create or delete API and registration tokens"
+    token = commands.add_parser("token", help=text, description=text, formatter_class=formatter)
+    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=text, description=text, formatter_class=formatter)
+
+    action("generate", "print a new admin token for LEASEHOLD_ADMIN_TOKEN")
+    create = action("create", "create an API token (needs LEASEHOLD_REDIS_URL)")
+    create.add_argument("--role", required=True,
+                        help="what it may do: admin, submitter, viewer or metrics")
     create.add_argument("--name", required=True, help="who or what uses it")
-    delete = actions.add_parser("delete", help="delete an API token by id")
-    delete.add_argument("id")
-    registration = actions.add_parser("registration", help="create a registration token")
+    delete = action("delete", "delete an API token by id")
+    delete.add_argument("id", help="the id printed by create")
+    registration = action("registration", "create a one-time registration token for agents")
     registration.add_argument("--ttl", type=float, default=3600, help="seconds (<= 86400)")
     registration.add_argument("--uses", type=int, default=1, help="workers it may register")
     token.set_defaults(func=run)

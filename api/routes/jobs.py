@@ -6,13 +6,20 @@ import asyncio
 
 from aiohttp import web
 
-from api.appkeys import SERVICES
-from api.http import principal, query_float, query_int, query_status, read_model, respond
-from api.routing import ADMIN, PRODUCERS, READERS, router
-from api.schemas import Accepted, BulkSubmit, BulkSubmitted, JobPage, SubmittedJob
-from scheduler import errors
-from scheduler.keys import QUEUE_NAME
-from scheduler.models import Job, JobSpec, Submitted
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.http import (
+    principal,
+    query_float,
+    query_int,
+    query_status,
+    read_model,
+    respond,
+)
+from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, router
+from leasehold.api.wire import Accepted, BulkSubmit, BulkSubmitted, JobPage, SubmittedJob
+from leasehold.scheduler import errors
+from leasehold.scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.models import Job, JobSpec, Submitted
 
 SYNC_POLL_SECS = 0.05
 MAX_SYNC_WAIT_SECS = 60.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.routing import Router
-from scheduler.config import Settings
-from scheduler.service import Services
+from leasehold.api.server.routing import Router
+from leasehold.scheduler.config import Settings
+from leasehold.scheduler.service import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)

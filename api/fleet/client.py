@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, JsonValue
 
-from api.schemas import (
+from leasehold.api.wire import (
     BulkSubmitted,
     FailReply,
     HeartbeatReply,
@@ -22,7 +22,7 @@ from api.schemas import (
     SubmittedJob,
     WorkerHeartbeatReply,
 )
-from scheduler.models import Claim, Job, JobSpec, QueueStats, Worker
+from leasehold.scheduler.models import Claim, Job, JobSpec, QueueStats, Worker
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,17 +1,17 @@
-"""Workflow routes (seed 003): definitions, runs, status, cancel, run history, per-job views."""
+"""Workflow routes: definitions, runs, status, cancel, run history, per-job views."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.appkeys import SERVICES
-from api.http import query_int, query_status, respond
-from api.logs import serve_log_read, serve_log_stream
-from api.routing import PRODUCERS, READERS, WORKERS, router
-from scheduler.models import JobStatus
-from scheduler.workflow_defs import load_document, parse
-from scheduler.workflows import RunSummary, WorkflowView
+from leasehold.api.routes.logs import serve_log_read, serve_log_stream
+from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.http import query_int, query_status, respond
+from leasehold.api.server.routing import PRODUCERS, READERS, WORKERS, router
+from leasehold.scheduler.models import JobStatus
+from leasehold.scheduler.workflow_defs import load_document, parse
+from leasehold.scheduler.workflows import RunSummary, WorkflowView
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 
@@ -31,7 +31,7 @@ class RunCancelled(BaseModel):
               response=list[WorkflowView],
               query={"limit": "1..1000 (default 100)", "offset": "default 0",
                      "status": "keep workflows with a job in this status"},
-              summary="Workflows in creation order (bare array, seed 003)", errors=(400, 401))
+              summary="Workflows in creation order (bare array)", errors=(400, 401))
 async def list_workflows(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 1000)
     offset = query_int(request, "offset", 0, 0, 10**9)
@@ -42,8 +42,8 @@ async def list_workflows(request: web.Request) -> web.Response:
 
 
 @router.route("POST", "/api/workflows", roles=PRODUCERS, tag="workflows", response=WorkflowView,
-              status=201, summary="Create a workflow from JSON ({name, jobs: [...]}) or a seed 003 "
-              "definition (JSON or YAML with Content-Type application/yaml)",
+              status=201, summary="Create a workflow from JSON ({name, jobs: [...]}) or a "
+              "workflow-graph definition (JSON or YAML with Content-Type application/yaml)",
               errors=(400, 401, 403, 413))
 async def create_workflow(request: web.Request) -> web.Response:
     raw = await request.read()
@@ -106,7 +106,7 @@ async def job_cancelled(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/workflows/{wf_id}/jobs/{job_id}/logs", roles=READERS, tag="logs",
-              summary="A workflow job's log chunks (seed 003 path)", errors=(400, 401, 404))
+              summary="A workflow job's log chunks", errors=(400, 401, 404))
 async def workflow_job_logs(request: web.Request) -> web.Response:
     job_id = await request.app[SERVICES].workflows.job_of(request.match_info["wf_id"],
                                                           request.match_info["job_id"])
@@ -114,7 +114,7 @@ async def workflow_job_logs(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/workflows/{wf_id}/jobs/{job_id}/logs/stream", roles=READERS,
-              tag="logs", sse=True, summary="SSE of a workflow job's logs (seed 003 path)",
+              tag="logs", sse=True, summary="SSE of a workflow job's logs",
               errors=(400, 401, 404))
 async def workflow_job_log_stream(request: web.Request) -> web.StreamResponse:
     job_id = await request.app[SERVICES].workflows.job_of(request.match_info["wf_id"],

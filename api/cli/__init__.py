@@ -1,0 +1,1 @@
+"""The ``leasehold`` command line: serve, reaper, agent, token and bench."""
