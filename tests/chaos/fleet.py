@@ -3,16 +3,9 @@ each in its own session so one signal reaches it (and only it); ``Lab.close`` ki
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,57 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from leasehold.api.fleet.client import LeaseholdClient
-from tests.processes import child_pids, json_log_records
+from tests.processes import BIN, Child, http_ready, wait_for
 from tests.redis_server import RedisServer, free_port
 
-BIN = Path(sys.executable).parent / "leasehold"
-ROOT = Path(__file__).resolve().parents[2]
 REAP_INTERVAL_SECS = 0.2
 LEASE_TTL_SECS = 1.0
-
-
-class Proc:
-    """One child process in a new session; stdout (JSON log lines) and stderr go to files."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_dir: Path, name: str) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.out, self.err = log_dir / f"{name}.out", log_dir / f"{name}.err"
-        with self.out.open("ab") as stdout, self.err.open("ab") as stderr:
-            self.proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=ROOT)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL the whole group, and reap it."""
-        self.signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-
-    def stop(self, timeout: float = 3.0) -> None:
-        if self.alive():
-            self.signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-            self.signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout)
-        self.kill()
-
-    def logs(self, event: str | None = None) -> list[dict[str, Any]]:
-        return json_log_records(self.out, event)
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")[-3000:]
 
 
 @dataclass
@@ -78,14 +25,10 @@ class Agent:
     """A ``leasehold agent``; each job's shell leads its own session, so killing the agent
     like a dead host means killing those groups too."""
 
-    proc: Proc
+    proc: Child
 
     def kill(self) -> None:
-        jobs = child_pids(self.proc.pid)
-        self.proc.kill()
-        for pgid in jobs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+        self.proc.kill_tree()
 
     def started(self) -> list[dict[str, Any]]:
         return self.proc.logs("job_started")
@@ -122,27 +65,6 @@ class ChaosRedis:
             self.server = None
 
 
-def _ready(url: str) -> bool:
-    with (contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError, OSError),
-          urllib.request.urlopen(url + "/readyz", timeout=1) as resp):
-        return bool(resp.status == 200)
-    return False
-
-
-async def wait_for(predicate: Any, within: float, what: str, interval: float = 0.05) -> None:
-    """Polls ``predicate()`` (sync, or returning an awaitable) until true."""
-    deadline = time.monotonic() + within
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 @dataclass
 class Fleet:
     """The service processes of one test, over one namespace of one Redis."""
@@ -151,9 +73,9 @@ class Fleet:
     log_dir: Path
     namespace: str = field(default_factory=lambda: f"cx{uuid.uuid4().hex[:10]}")
     admin_token: str = field(default_factory=lambda: "lha_" + secrets.token_urlsafe(24))
-    procs: list[Proc] = field(default_factory=list)
+    procs: list[Child] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
-    servers: dict[str, Proc] = field(default_factory=dict)
+    servers: dict[str, Child] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -164,8 +86,8 @@ class Fleet:
                 "LEASEHOLD_LOG_LEVEL": "info", "LEASEHOLD_LOG_FORMAT": "json",
                 "LEASEHOLD_EVENTS_MAXLEN": "1000000", **self.extra_env}
 
-    def _spawn(self, args: list[str], name: str) -> Proc:
-        proc = Proc([str(BIN), *args], self.env, self.log_dir, name)
+    def _spawn(self, args: list[str], name: str) -> Child:
+        proc = Child([str(BIN), *args], self.env, self.log_dir, name)
         self.procs.append(proc)
         return proc
 
@@ -175,7 +97,7 @@ class Fleet:
         url = f"http://127.0.0.1:{port}"
         proc = self._spawn(["serve", "--port", str(port)], f"serve-{port}")
         self.servers[url] = proc
-        await wait_for(lambda: _ready(url) or not proc.alive(), 20, f"{url} to be ready")
+        await wait_for(lambda: http_ready(url) or not proc.alive(), 20, f"{url} to be ready")
         assert proc.alive(), proc.stderr()
         return url
 
@@ -186,7 +108,7 @@ class Fleet:
         self.servers[url].kill()
         await self.serve(int(url.rsplit(":", 1)[1]))
 
-    def reaper(self, interval: float | None = None) -> Proc:
+    def reaper(self, interval: float | None = None) -> Child:
         args = ["reaper"] + (["--interval", str(interval)] if interval else [])
         return self._spawn(args, f"reaper-{len(self.procs)}")
 
@@ -216,9 +138,9 @@ class Fleet:
             assert proc.alive(), proc.stderr()
         return agent
 
-    def python(self, module: str, args: list[str], name: str) -> Proc:
+    def python(self, module: str, args: list[str], name: str) -> Child:
         """``python -m <module>`` (a test worker) with the fleet's environment."""
-        proc = Proc([sys.executable, "-m", module, *args], self.env, self.log_dir, name)
+        proc = Child([sys.executable, "-m", module, *args], self.env, self.log_dir, name)
         self.procs.append(proc)
         return proc
 

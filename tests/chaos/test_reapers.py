@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
-from tests.chaos.fleet import LEASE_TTL_SECS, Lab, wait_for
+from tests.chaos.fleet import LEASE_TTL_SECS, Lab
 from tests.chaos.observe import job_records, redis_now_ms
 from tests.chaos.scenario import start
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,10 +10,11 @@ import urllib.request
 import pytest
 
 from leasehold.api.fleet.client import Unavailable
-from tests.chaos.fleet import Lab, wait_for
+from tests.chaos.fleet import Lab
 from tests.chaos.ledger import TERMINAL
 from tests.chaos.observe import job_records
 from tests.chaos.scenario import Scenario, start
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 AOF = ("--appendonly", "yes", "--appendfsync", "everysec")

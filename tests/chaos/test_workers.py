@@ -10,10 +10,11 @@ import time
 import orjson
 import pytest
 
-from tests.chaos.fleet import LEASE_TTL_SECS, REAP_INTERVAL_SECS, Lab, wait_for
+from tests.chaos.fleet import LEASE_TTL_SECS, REAP_INTERVAL_SECS, Lab
 from tests.chaos.ledger import LeaseCall
 from tests.chaos.observe import redis_now_ms
 from tests.chaos.scenario import start
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 RECOVERY_BOUND_MS = round((LEASE_TTL_SECS + REAP_INTERVAL_SECS + 1.0) * 1000)

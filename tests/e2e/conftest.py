@@ -9,15 +9,10 @@ its own session and killed at teardown, pass or fail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,40 +24,8 @@ import pytest
 
 from leasehold.api.fleet.client import LeaseholdClient
 from leasehold.scheduler.models import Job, JobStatus
-from tests.processes import child_pids
+from tests.processes import Child, children, leasehold
 from tests.redis_server import free_port
-
-BIN = Path(sys.executable).parent / "leasehold"
-READY_TIMEOUT_SECS = 20.0
-
-
-def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """SIGTERM the process's group, then SIGKILL it when it does not exit in time (at once
-    when ``timeout`` is 0)."""
-    if proc.poll() is None:
-        _kill_group(proc, signal.SIGTERM if timeout > 0 else signal.SIGKILL)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc, signal.SIGKILL)
-            proc.wait()
-    _kill_group(proc, signal.SIGKILL)  # anything left in its group
-
-
-def spawn(args: list[str], env: dict[str, str], log_dir: Path, name: str
-          ) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    """Starts ``leasehold <args>`` in a new session, its stdout and stderr going to files."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out, err = log_dir / f"{name}.out", log_dir / f"{name}.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen([str(BIN), *args], env=env, stdout=stdout, stderr=stderr,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    return proc, out, err
 
 
 @dataclass
@@ -72,28 +35,11 @@ class Service:
     url: str
     admin_token: str
     namespace: str
-    procs: list[subprocess.Popen[bytes]]
+    procs: list[Child]
     log_dir: Path
 
     def client(self, token: str | None = None) -> LeaseholdClient:
         return LeaseholdClient(self.url, token or self.admin_token, retries=2, timeout_secs=30)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], err: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECS
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"leasehold serve exited {proc.returncode}: "
-                               f"{err.read_text(errors='replace')[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url}/readyz not ready after {READY_TIMEOUT_SECS}s")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +52,12 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
            "LEASEHOLD_ADMIN_TOKEN": admin_token, "LEASEHOLD_REAP_INTERVAL_SECS": "0.2",
            "LEASEHOLD_LOG_LEVEL": "warning"}
     url = f"http://127.0.0.1:{port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        serve, _, serve_err = spawn(["serve", "--port", str(port)], env, log_dir, "serve")
+    with children() as procs:
+        serve = leasehold(["serve", "--port", str(port)], env, log_dir, "serve")
         procs.append(serve)
-        _wait_ready(url, serve, serve_err)
-        reaper, _, _ = spawn(["reaper"], env, log_dir, "reaper")
-        procs.append(reaper)
+        serve.wait_ready(url)
+        procs.append(leasehold(["reaper"], env, log_dir, "reaper"))
         yield Service(url, admin_token, namespace, procs, log_dir)
-    finally:
-        for proc in reversed(procs):
-            stop_process(proc, timeout=3)  # serve waits for open long-polls; no need here
 
 
 @pytest.fixture
@@ -133,26 +74,22 @@ def queue() -> str:
 
 @dataclass
 class AgentProcess:
-    """One ``leasehold agent`` child; its structlog JSON lines go to ``out``."""
+    """One ``leasehold agent`` child and the state directory it keeps its worker token in."""
 
-    proc: subprocess.Popen[bytes]
+    child: Child
     state_dir: Path
-    out: Path
-    err: Path
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.proc
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The agent's log records so far (optionally only one kind of event)."""
-        records = []
-        for line in self.out.read_bytes().splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                record = orjson.loads(line)
-                if isinstance(record, dict) and (event is None or record.get("event") == event):
-                    records.append(record)
-        return records
+        return self.child.logs(event)
 
     def worker(self) -> dict[str, str]:
         """The ``worker.json`` the agent saved (worker id and worker token)."""
@@ -161,16 +98,10 @@ class AgentProcess:
         return {str(k): str(v) for k, v in saved.items()}
 
     def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
+        return self.child.stderr()
 
     async def wait_exit(self, within: float) -> int:
-        deadline = time.monotonic() + within
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"agent {self.pid} still running after {within}s; "
-                                     f"stderr: {self.stderr()[-2000:]}")
-            await asyncio.sleep(0.05)
-        return self.proc.returncode
+        return await self.child.wait_exit(within)
 
 
 @dataclass
@@ -200,8 +131,8 @@ class AgentFactory:
                 "--slots", str(slots), "--lease-ttl", str(lease_ttl), "--state-dir", str(state),
                 "--queue", queue, "--name", f"{queue}-agent{index}", "--grace", "1",
                 "--drain-timeout", "30", *extra]
-        proc, out, err = spawn(args, dict(os.environ), self.tmp_path / "logs", f"agent{index}")
-        agent = AgentProcess(proc, state, out, err)
+        child = leasehold(args, dict(os.environ), self.tmp_path / "logs", f"agent{index}")
+        agent = AgentProcess(child, state)
         self.started.append(agent)
         if wait_registered:
             await wait_until(lambda: bool(agent.events("agent_started")) or _exited(agent),
@@ -212,12 +143,7 @@ class AgentFactory:
     def stop_all(self) -> None:
         """SIGKILLs every agent still running, and the process group of each job it runs."""
         for agent in self.started:
-            if agent.proc.poll() is None:
-                jobs = child_pids(agent.pid)  # each job's shell leads its own process group
-                stop_process(agent.proc, timeout=0)
-                for pgid in jobs:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pgid, signal.SIGKILL)
+            agent.child.kill_tree()
 
 
 def _exited(agent: AgentProcess) -> bool:

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.ops.procs import Child, children
 from tests.ops.scrape import Samples, family, parse, value
+from tests.processes import Child, children, leasehold
 from tests.redis_server import free_port
 
 SHARED = ("leasehold_jobs_submitted_total", "leasehold_jobs_claimed_total",
@@ -40,12 +40,12 @@ def fleet(redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
         urls = []
         for name in ("serve-a", "serve-b"):
             port = free_port()
-            child = Child(["serve", "--no-auth", "--port", str(port)], env, tmp_path, name)
+            child = leasehold(["serve", "--no-auth", "--port", str(port)], env, tmp_path, name)
             procs.append(child)
             urls.append(f"http://127.0.0.1:{port}")
         for child, url in zip(procs, urls, strict=True):
-            child.wait_http(url)
-        procs.append(Child(["reaper"], env, tmp_path, "reaper"))
+            child.wait_ready(url)
+        procs.append(leasehold(["reaper"], env, tmp_path, "reaper"))
         yield Fleet(urls, procs)
 
 
