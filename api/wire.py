@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field, JsonValue
 
-from leasehold.scheduler.models import Claim, Job, JobSpec, Label, Lease, QueueName, Strict, Worker
+from leasehold.scheduler.models import (
+    RAW_FIELDS,
+    Claim,
+    Job,
+    JobSpec,
+    Label,
+    Lease,
+    QueueName,
+    Strict,
+    Worker,
+)
+from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawObject
 
 Ttl = Annotated[float, Field(gt=0, le=86400)]
 LeaseId = Annotated[str, Field(min_length=1, max_length=300)]
@@ -24,6 +35,7 @@ class SubmittedJob(Job):
 
 
 class BulkSubmit(Strict):
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
 
 
@@ -72,7 +84,9 @@ class HeartbeatReply(BaseModel):
 
 
 class Complete(Strict):
-    outputs: dict[str, JsonValue] = Field(default_factory=dict)
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
+    outputs: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
+                               description="a JSON object, stored and served byte for byte")
 
 
 class Fail(Strict):
@@ -98,6 +112,7 @@ class BatchCompleteItem(Complete):
 
 
 class BatchComplete(Strict):
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     completions: list[BatchCompleteItem] = Field(min_length=1, max_length=1000)
 
 
