@@ -59,7 +59,10 @@ async def read_model(request: web.Request, model: type[M], optional: bool = Fals
 
 
 def _decode_keeping(raw: bytes, keep: frozenset[str]) -> Any:
+    """The body with ``keep`` members as their text, after the same checks as any other body
+    (valid UTF-8 and JSON, no NaN or Infinity, no lone surrogate, bounded nesting)."""
     try:
+        pydantic_core.from_json(raw, allow_inf_nan=False)
         return loads_keeping(raw, keep)
     except ValueError as exc:  # also UnicodeDecodeError and json.JSONDecodeError
         raise BadRequest(f"invalid JSON: {exc}", [
