@@ -14,6 +14,7 @@ from leasehold.scheduler.models import (
     Label,
     Lease,
     QueueName,
+    Secs,
     Strict,
     Worker,
 )
@@ -148,8 +149,8 @@ class Register(Strict):
 
 
 class WorkerConfig(BaseModel):
-    heartbeat_interval_secs: float
-    lease_ttl_secs: float
+    heartbeat_interval_secs: Secs
+    lease_ttl_secs: Secs
 
 
 class Registered(BaseModel):

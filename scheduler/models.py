@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from leasehold.scheduler.keys import QUEUE_NAME
 from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawJson, RawObject
@@ -16,8 +16,14 @@ MAX_SECS = 366 * 86400
 # Scripts do arithmetic on times as Lua doubles and Redis stores them with %.17g: past 1e17
 # a time would come back in exponent notation. 1e15 ms is well past any real schedule.
 MAX_TIME_MS = 10**15
-# A duration read back from milliseconds: an int when whole (``30``, never ``30.0``).
-Secs = int | float
+
+
+def _whole(value: int | float) -> int | float:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A duration in seconds that goes on the wire: a JSON integer when whole (``30``, never ``30.0``).
+Secs = Annotated[int | float, AfterValidator(_whole)]
 # Payloads, metadata and outputs keep the exact JSON text the caller sent (see rawjson).
 RAW_FIELDS = frozenset({"payload", "metadata", "outputs", "upstream_outputs"})
 
@@ -40,12 +46,12 @@ class Strict(BaseModel):
 
 
 class FixedParams(Strict):
-    delay_secs: float = Field(ge=0, le=MAX_SECS)
+    delay_secs: Secs = Field(ge=0, le=MAX_SECS)
 
 
 class ExponentialParams(Strict):
-    base_secs: float = Field(gt=0, le=MAX_SECS)
-    max_secs: float = Field(gt=0, le=MAX_SECS)
+    base_secs: Secs = Field(gt=0, le=MAX_SECS)
+    max_secs: Secs = Field(gt=0, le=MAX_SECS)
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> ExponentialParams:
@@ -189,7 +195,7 @@ class QueueLimits(Strict):
 
 class RateLimit(Strict):
     limit: int = Field(ge=0, le=1_000_000, description="0 removes the limit")
-    per_secs: float = Field(gt=0, le=86400)
+    per_secs: Secs = Field(gt=0, le=86400)
 
 
 QueueLimits.model_rebuild()
@@ -207,7 +213,7 @@ class QueueStats(BaseModel):
     paused: bool
     max_running: int | None
     rate_limit: RateLimit | None
-    oldest_ready_age_secs: float | None
+    oldest_ready_age_secs: Secs | None
     counters: dict[str, int]
 
 
