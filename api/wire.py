@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field, JsonValue
 
-from leasehold.scheduler.models import Claim, Job, JobSpec, Label, Lease, QueueName, Strict, Worker
+from leasehold.scheduler.models import (
+    RAW_FIELDS,
+    Claim,
+    Job,
+    JobSpec,
+    Label,
+    Lease,
+    QueueName,
+    Secs,
+    Strict,
+    Worker,
+)
+from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawObject
 
 Ttl = Annotated[float, Field(gt=0, le=86400)]
 LeaseId = Annotated[str, Field(min_length=1, max_length=300)]
@@ -24,6 +36,7 @@ class SubmittedJob(Job):
 
 
 class BulkSubmit(Strict):
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
 
 
@@ -72,7 +85,9 @@ class HeartbeatReply(BaseModel):
 
 
 class Complete(Strict):
-    outputs: dict[str, JsonValue] = Field(default_factory=dict)
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
+    outputs: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
+                               description="a JSON object, stored and served byte for byte")
 
 
 class Fail(Strict):
@@ -98,6 +113,7 @@ class BatchCompleteItem(Complete):
 
 
 class BatchComplete(Strict):
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     completions: list[BatchCompleteItem] = Field(min_length=1, max_length=1000)
 
 
@@ -133,8 +149,8 @@ class Register(Strict):
 
 
 class WorkerConfig(BaseModel):
-    heartbeat_interval_secs: float
-    lease_ttl_secs: float
+    heartbeat_interval_secs: Secs
+    lease_ttl_secs: Secs
 
 
 class Registered(BaseModel):

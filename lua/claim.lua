@@ -18,14 +18,18 @@
   ARGV[7]  default_ttl_ms integer > 0, the lease TTL when neither the claim nor the job sets one
   ARGV[8..] lease tokens, one random string per job wanted (their count is max_jobs)
 
-  Returns  {"OK", {job fields...}, ...}   one flat HGETALL array per leased job (possibly none)
+  Returns  {"OK", {job fields...}, ...}   one flat HGETALL array per leased job (possibly none);
+           a workflow job's array ends with "upstream_outputs", '{"<dep name>":<outputs text>,...}'
+           assembled from its direct dependencies' stored outputs (never decoded)
            {"EMPTY", next_due_ms, now_ms} nothing claimable; next_due_ms = "" when nothing is delayed
            {"PAUSED", "", now_ms} | {"FULL", "", now_ms} | {"RATE_LIMITED", due_ms, now_ms}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZREM ready:<lsid>; ZADD leases; HSET job:<id>; stats; events; promotes delayed jobs
-  Cost     O(L + max_jobs * log N), L = number of distinct label sets with ready jobs
+  Cost     O(L + max_jobs * (log N + D)), L = number of distinct label sets with ready jobs,
+           D = direct dependencies of a workflow job (plus the bytes of their outputs)
 ]]
 -- @include base
+-- @include upstream
 
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
@@ -114,7 +118,7 @@ for n = 1, wanted do
   redis.call("HDEL", job_key, "waiting_deps")
   redis.call("HINCRBY", P .. "stats", "claimed", 1)
   emit(ctx, id, "queued", "running", f[3], lease_id, f[4])
-  reply[#reply + 1] = redis.call("HGETALL", job_key)
+  reply[#reply + 1] = with_upstream(P, job_key, redis.call("HGETALL", job_key))
   refresh(best)
 end
 

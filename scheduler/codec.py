@@ -19,6 +19,7 @@ from leasehold.scheduler.models import (
     Lease,
     RetryPolicy,
 )
+from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawJson, RawObject, encode
 
 
 def ms(secs: float) -> int:
@@ -28,15 +29,18 @@ def ms(secs: float) -> int:
     return max(value, 1) if secs > 0 else value
 
 
-def secs(value_ms: int) -> float:
-    return value_ms / 1000
+def secs(value_ms: int) -> int | float:
+    """Milliseconds as seconds: a JSON integer when whole (``30``, never ``30.0``)."""
+    whole, rest = divmod(value_ms, 1000)
+    return whole if rest == 0 else value_ms / 1000
 
 
 def dumps(value: Any) -> str:
+    """Compact JSON of a Python value; a RawJson inside is embedded as its own text."""
     try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits in a payload
-        raise InvalidArgument(f"cannot store this JSON value: {exc}") from None
+        return encode(value)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def backoff_fields(policy: RetryPolicy) -> dict[str, str]:
@@ -66,13 +70,13 @@ def spec_fields(spec: JobSpec, job_id: str, default_result_ttl_ms: int) -> dict[
         "result_ttl_ms": str(
             ms(spec.result_ttl_secs) if spec.result_ttl_secs else default_result_ttl_ms
         ),
-        "metadata": dumps(spec.metadata),
+        "metadata": spec.metadata.text,
         **backoff_fields(spec.retry_policy),
     }
     if spec.command is not None:
         fields["command"] = spec.command
     if spec.payload is not None:
-        fields["payload"] = dumps(spec.payload)
+        fields["payload"] = spec.payload.text
     return fields
 
 
@@ -97,6 +101,16 @@ def _json(record: dict[str, str], field: str) -> Any:
     return orjson.loads(value) if value else None
 
 
+def _raw(record: dict[str, str], field: str) -> RawJson | None:
+    """A stored JSON value as its text: never decoded, so served exactly as it was sent."""
+    value = record.get(field, "")
+    return RawJson(value) if value else None
+
+
+def _raw_object(record: dict[str, str], field: str) -> RawObject:
+    return RawObject(record.get(field) or EMPTY_OBJECT)
+
+
 def job_from_record(record: dict[str, str]) -> Job:
     """A Job from a job hash as HGETALL returns it."""
     lease_ttl = _int(record, "lease_ttl_ms")
@@ -107,7 +121,7 @@ def job_from_record(record: dict[str, str]) -> Job:
         workflow_id=record.get("workflow_id") or None,
         queue=record["queue"],
         command=record.get("command"),
-        payload=_json(record, "payload"),
+        payload=_raw(record, "payload"),
         required_labels=_json(record, "labels") or [],
         priority=int(record["priority"]),
         retry_policy=RetryPolicy(
@@ -118,11 +132,11 @@ def job_from_record(record: dict[str, str]) -> Job:
         lease_ttl_secs=secs(lease_ttl) if lease_ttl else None,
         timeout_secs=secs(timeout) if timeout else None,
         unique_key=record.get("unique_key") or None,
-        metadata=_json(record, "metadata") or {},
+        metadata=_raw_object(record, "metadata"),
         status=JobStatus(record["status"]),
         attempt=int(record.get("attempt", "0")),
-        outputs=_json(record, "outputs"),
-        upstream_outputs=_json(record, "upstream_outputs") or {},
+        outputs=RawObject(record["outputs"]) if record.get("outputs") else None,
+        upstream_outputs=_raw_object(record, "upstream_outputs"),
         error=record.get("error") or None,
         progress=_int(record, "progress"),
         progress_message=record.get("progress_message") or None,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import JsonValue
 from redis.asyncio import Redis
 
 from leasehold.scheduler import codec, errors
@@ -32,6 +31,7 @@ from leasehold.scheduler.models import (
     QueueStats,
     Submitted,
 )
+from leasehold.scheduler.rawjson import RawJson
 from leasehold.scheduler.reads import SchedulerReads
 from leasehold.scheduler.scripts import Reply, Scripts, raise_for
 
@@ -217,7 +217,7 @@ class Scheduler(SchedulerReads):
         self,
         lease_id: str,
         worker_id: str = "",
-        outputs: dict[str, JsonValue] | None = None,
+        outputs: Mapping[str, Any] | RawJson | None = None,
         now_ms: int | None = None,
     ) -> int:
         """Finishes the job with success; returns the attempt's run time in ms."""
@@ -229,7 +229,7 @@ class Scheduler(SchedulerReads):
 
     async def complete_many(
         self,
-        leases: list[tuple[str, dict[str, JsonValue] | None]],
+        leases: Sequence[tuple[str, Mapping[str, Any] | RawJson | None]],
         worker_id: str = "",
         now_ms: int | None = None,
     ) -> dict[str, int | errors.SchedulerError]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from leasehold.scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawJson, RawObject
 
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern, examples=["default"])]
 Label = Annotated[str, Field(min_length=1, max_length=128)]
@@ -15,6 +16,16 @@ MAX_SECS = 366 * 86400
 # Scripts do arithmetic on times as Lua doubles and Redis stores them with %.17g: past 1e17
 # a time would come back in exponent notation. 1e15 ms is well past any real schedule.
 MAX_TIME_MS = 10**15
+
+
+def _whole(value: int | float) -> int | float:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A duration in seconds that goes on the wire: a JSON integer when whole (``30``, never ``30.0``).
+Secs = Annotated[int | float, AfterValidator(_whole)]
+# Payloads, metadata and outputs keep the exact JSON text the caller sent (see rawjson).
+RAW_FIELDS = frozenset({"payload", "metadata", "outputs", "upstream_outputs"})
 
 
 class JobStatus(StrEnum):
@@ -35,12 +46,12 @@ class Strict(BaseModel):
 
 
 class FixedParams(Strict):
-    delay_secs: float = Field(ge=0, le=MAX_SECS)
+    delay_secs: Secs = Field(ge=0, le=MAX_SECS)
 
 
 class ExponentialParams(Strict):
-    base_secs: float = Field(gt=0, le=MAX_SECS)
-    max_secs: float = Field(gt=0, le=MAX_SECS)
+    base_secs: Secs = Field(gt=0, le=MAX_SECS)
+    max_secs: Secs = Field(gt=0, le=MAX_SECS)
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> ExponentialParams:
@@ -71,9 +82,11 @@ class RetryPolicy(Strict):
 class JobSpec(Strict):
     """What a producer submits. Server-owned fields (status, attempt, ...) are refused."""
 
+    raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
+
     queue: QueueName = "default"
     command: str | None = Field(default=None, max_length=1_000_000)
-    payload: JsonValue = None
+    payload: RawJson | None = Field(default=None, description="any JSON, kept byte for byte")
     required_labels: list[Label] = Field(default_factory=list, max_length=64)
     priority: int = Field(default=100, ge=0, le=1000, description="Lower is claimed first")
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -84,7 +97,8 @@ class JobSpec(Strict):
     unique_key: str | None = Field(default=None, min_length=1, max_length=512)
     unique_ttl_secs: float = Field(default=0, ge=0, le=MAX_SECS)
     result_ttl_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
+                                description="a JSON object, kept byte for byte")
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobSpec:
@@ -101,18 +115,20 @@ class Job(BaseModel):
     workflow_id: str | None = None
     queue: str
     command: str | None = None
-    payload: JsonValue = None
+    payload: RawJson | None = None
     required_labels: list[str] = Field(default_factory=list)
     priority: int = 100
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    lease_ttl_secs: float | None = None
-    timeout_secs: float | None = None
+    lease_ttl_secs: Secs | None = None
+    timeout_secs: Secs | None = None
     unique_key: str | None = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT))
     status: JobStatus
     attempt: int = 0
-    outputs: dict[str, JsonValue] | None = None
-    upstream_outputs: dict[str, JsonValue] = Field(default_factory=dict)
+    outputs: RawObject | None = None
+    upstream_outputs: RawObject = Field(
+        default_factory=lambda: RawObject(EMPTY_OBJECT),
+        description="{dependency job name: its outputs} of a workflow job's direct dependencies")
     error: str | None = None
     progress: int | None = None
     progress_message: str | None = None
@@ -130,7 +146,7 @@ class Lease(BaseModel):
     job_id: str
     workflow_id: str | None = None
     worker_id: str
-    ttl_secs: float
+    ttl_secs: Secs
     granted_at_ms: int
     expires_at_ms: int
     attempt: int
@@ -179,7 +195,7 @@ class QueueLimits(Strict):
 
 class RateLimit(Strict):
     limit: int = Field(ge=0, le=1_000_000, description="0 removes the limit")
-    per_secs: float = Field(gt=0, le=86400)
+    per_secs: Secs = Field(gt=0, le=86400)
 
 
 QueueLimits.model_rebuild()
@@ -197,7 +213,7 @@ class QueueStats(BaseModel):
     paused: bool
     max_running: int | None
     rate_limit: RateLimit | None
-    oldest_ready_age_secs: float | None
+    oldest_ready_age_secs: Secs | None
     counters: dict[str, int]
 
 

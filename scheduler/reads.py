@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import orjson
 from redis.asyncio import Redis
 
 from leasehold.scheduler import codec, errors
@@ -38,10 +39,32 @@ class SchedulerReads:
         queue = queue_of_job(job_id)
         if queue is None:
             raise errors.JobNotFound(NO_JOB, job_id=job_id)
-        record = await self._hgetall(self.queue_keys(queue).job(job_id))
+        q = self.queue_keys(queue)
+        record = await self._hgetall(q.job(job_id))
         if not record:
             raise errors.JobNotFound(NO_JOB, job_id=job_id)
+        await self._with_upstream(q, [record])
         return codec.job_from_record(record)
+
+    async def _with_upstream(self, q: QueueKeys, records: list[dict[str, str]]) -> None:
+        """Adds ``upstream_outputs`` to workflow jobs' records: their direct dependencies'
+        outputs, by reference (as lib/upstream.lua does for claims; the text is never decoded)."""
+        wanted = [(r, cast(list[str], orjson.loads(r["deps"]))) for r in records
+                  if r.get("deps") not in (None, "", "[]")]
+        if not wanted:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, deps in wanted:
+                for dep in deps:
+                    pipe.hmget(q.job(dep), "job_id", "outputs")
+            found = iter(cast(list[list[str | None]], await pipe.execute()))
+        for record, deps in wanted:
+            parts = []
+            for _ in deps:
+                name, outputs = next(found)
+                if name is not None and outputs is not None:
+                    parts.append(orjson.dumps(name).decode() + ":" + outputs)
+            record["upstream_outputs"] = "{" + ",".join(parts) + "}"
 
     async def _hgetall(self, key: str) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(key))
@@ -83,6 +106,7 @@ class SchedulerReads:
                 for job_id, _ in page:
                     pipe.hgetall(q.job(job_id))
                 records = cast(list[dict[str, str]], await pipe.execute())
+            await self._with_upstream(q, records)
             for (_, seq), record in zip(page, records, strict=True):
                 scanned += 1
                 after = str(int(seq))

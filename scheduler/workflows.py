@@ -15,6 +15,7 @@ from leasehold.scheduler import codec, errors
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.keys import label_set_id, new_job_id, new_token
 from leasehold.scheduler.models import Job, JobSpec
+from leasehold.scheduler.rawjson import RawObject
 from leasehold.scheduler.scripts import raise_for
 from leasehold.scheduler.workflow_defs import NodeDef, WorkflowDef, load_document, parse
 
@@ -31,15 +32,16 @@ class WorkflowJob(BaseModel):
     status: str
     command: str
     depends_on: list[str]
-    duration_secs: float | None = None
-    started_at: float | None = None
+    duration_secs: int | None = Field(default=None, description="whole seconds, rounded down")
+    duration_ms: int | None = None
+    started_at: int | None = Field(default=None, description="ms since the epoch")
     output: str | None = None
     required_labels: list[str]
     max_retries: int
     attempt: int
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     ports: list[JsonValue] = Field(default_factory=list)
-    outputs: dict[str, JsonValue] | None = None
+    outputs: RawObject | None = None
     error: str | None = None
     uid: str | None = None
 
@@ -255,10 +257,11 @@ def _job_view(node: NodeDef, job: Job | None) -> WorkflowJob:
                        metadata=node.metadata)
     if job is None:
         return view
-    duration = None
+    duration_ms = None
     if job.started_at_ms is not None and job.finished_at_ms is not None:
-        duration = (job.finished_at_ms - job.started_at_ms) / 1000
+        duration_ms = job.finished_at_ms - job.started_at_ms
     return view.model_copy(update={
-        "status": job.status.value, "attempt": job.attempt, "duration_secs": duration,
-        "started_at": float(job.started_at_ms) if job.started_at_ms else None,
+        "status": job.status.value, "attempt": job.attempt, "duration_ms": duration_ms,
+        "duration_secs": duration_ms // 1000 if duration_ms is not None else None,
+        "started_at": job.started_at_ms or None,
         "output": job.error, "outputs": job.outputs, "error": job.error, "uid": job.id})

@@ -22,7 +22,8 @@ from leasehold.api.wire import (
     SubmittedJob,
     WorkerHeartbeatReply,
 )
-from leasehold.scheduler.models import Claim, Job, JobSpec, QueueStats, Worker
+from leasehold.scheduler.models import RAW_FIELDS, Claim, Job, JobSpec, QueueStats, Worker
+from leasehold.scheduler.rawjson import RawJson, encode, loads_keeping
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -108,12 +109,17 @@ class LeaseholdClient:
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None,
-                      params: Mapping[str, str] | None = None, retry: bool = True) -> Any:
-        """The decoded JSON reply; raises a ``LeaseholdError`` subclass for non-2xx replies."""
+                      params: Mapping[str, str] | None = None, retry: bool = True,
+                      keep: frozenset[str] = frozenset()) -> Any:
+        """The decoded JSON reply; raises a ``LeaseholdError`` subclass for non-2xx replies.
+
+        Members named in ``keep`` (a job's payload, metadata, outputs) stay ``RawJson``: the
+        exact text the server sent, so no number or empty array is re-encoded on the way.
+        """
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        data = None if body is None else orjson.dumps(body)
+        data = None if body is None else encode(body).encode()
         attempt = 0
         while True:
             try:
@@ -121,7 +127,9 @@ class LeaseholdClient:
                                                 headers=headers, params=params) as resp:
                     raw = await resp.read()
                     if resp.status < 400:
-                        return orjson.loads(raw) if raw else None
+                        if not raw:
+                            return None
+                        return loads_keeping(raw, keep) if keep else orjson.loads(raw)
                     error = _error(resp.status, raw)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 error = Unavailable(0, "unreachable", f"{self.server}: {exc}", {})
@@ -131,20 +139,21 @@ class LeaseholdClient:
             attempt += 1
 
     async def _model(self, model: type[M], method: str, path: str, body: Any = None,
-                     params: Mapping[str, str] | None = None) -> M:
-        return model.model_validate(await self.request(method, path, body, params))
+                     params: Mapping[str, str] | None = None,
+                     keep: frozenset[str] = frozenset()) -> M:
+        return model.model_validate(await self.request(method, path, body, params, keep=keep))
 
     # -- producers -----------------------------------------------------------------------------
 
     async def submit(self, spec: JobSpec | Mapping[str, Any]) -> SubmittedJob:
-        return await self._model(SubmittedJob, "POST", "/api/jobs", _dump(spec))
+        return await self._model(SubmittedJob, "POST", "/api/jobs", _dump(spec), keep=RAW_FIELDS)
 
     async def submit_bulk(self, specs: list[JobSpec]) -> BulkSubmitted:
         return await self._model(BulkSubmitted, "POST", "/api/jobs/bulk",
-                                 {"jobs": [_dump(s) for s in specs]})
+                                 {"jobs": [_dump(s) for s in specs]}, keep=RAW_FIELDS)
 
     async def get_job(self, job_id: str) -> Job:
-        return await self._model(Job, "GET", f"/api/jobs/{job_id}")
+        return await self._model(Job, "GET", f"/api/jobs/{job_id}", keep=RAW_FIELDS)
 
     async def list_jobs(self, queue: str = "default", status: str | None = None,
                         limit: int = 100, cursor: str | None = None) -> JobPage:
@@ -153,7 +162,7 @@ class LeaseholdClient:
             params["status"] = status
         if cursor:
             params["cursor"] = cursor
-        return await self._model(JobPage, "GET", "/api/jobs", params=params)
+        return await self._model(JobPage, "GET", "/api/jobs", params=params, keep=RAW_FIELDS)
 
     async def cancel(self, job_id: str) -> None:
         await self.request("POST", f"/api/jobs/{job_id}/cancel")
@@ -186,7 +195,7 @@ class LeaseholdClient:
             body["lease_ttl_secs"] = lease_ttl_secs
         if worker_id is not None:
             body["worker_id"] = worker_id
-        reply = await self.request("POST", "/api/jobs/claim", body, retry=False)
+        reply = await self.request("POST", "/api/jobs/claim", body, retry=False, keep=RAW_FIELDS)
         return [Claim.model_validate(item) for item in reply["claims"]]
 
     async def heartbeat(self, lease_id: str, lease_ttl_secs: float | None = None,
@@ -198,10 +207,12 @@ class LeaseholdClient:
     async def heartbeat_many(self, items: list[dict[str, Any]]) -> LeaseResults:
         return await self._model(LeaseResults, "POST", "/api/leases/heartbeat", {"leases": items})
 
-    async def complete(self, lease_id: str, outputs: Mapping[str, JsonValue] | None = None) -> None:
+    async def complete(self, lease_id: str,
+                       outputs: Mapping[str, JsonValue] | RawJson | None = None) -> None:
+        """``outputs`` as a mapping, or as a ``RawJson`` object sent exactly as it is."""
+        body = outputs if isinstance(outputs, RawJson) else dict(outputs or {})
         try:
-            await self.request("POST", f"/api/jobs/{lease_id}/complete",
-                               {"outputs": dict(outputs or {})})
+            await self.request("POST", f"/api/jobs/{lease_id}/complete", {"outputs": body})
         except LeaseLost as exc:
             if exc.code != "job_finished":
                 raise  # job_finished after a retry: our first attempt got through
@@ -226,7 +237,7 @@ class LeaseholdClient:
 
 def _dump(spec: JobSpec | Mapping[str, Any]) -> Any:
     if isinstance(spec, JobSpec):
-        return spec.model_dump(mode="json", exclude_defaults=True)
+        return spec.model_dump(exclude_defaults=True)  # payload and metadata stay RawJson
     return dict(spec)
 
 

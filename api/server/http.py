@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from leasehold.scheduler.auth import Principal
 from leasehold.scheduler.errors import InvalidArgument
 from leasehold.scheduler.models import JobStatus
+from leasehold.scheduler.rawjson import RawJson, loads_keeping
 
 M = TypeVar("M", bound=BaseModel)
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -37,17 +38,35 @@ def validation_details(exc: ValidationError) -> list[Any]:
 
 
 async def read_model(request: web.Request, model: type[M], optional: bool = False) -> M:
-    """The body validated as ``model``; an absent body is ``model()`` when ``optional``."""
+    """The body validated as ``model``; an absent body is ``model()`` when ``optional``.
+
+    A model with a ``raw_json_fields`` class attribute keeps those members (payload, metadata,
+    outputs) as the exact JSON text of the body: validated here, never re-encoded.
+    """
     raw = await request.read()
     if not raw.strip() and optional:
         return model()
-    if b"NaN" in raw or b"Infinity" in raw:
-        _refuse_non_finite(raw)
+    keep: frozenset[str] | None = getattr(model, "raw_json_fields", None)
     try:
+        if keep is not None:
+            return model.model_validate(_decode_keeping(raw, keep))
+        if b"NaN" in raw or b"Infinity" in raw:
+            _refuse_non_finite(raw)
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise BadRequest(f"invalid request body for {model.__name__}",
                          validation_details(exc)) from None
+
+
+def _decode_keeping(raw: bytes, keep: frozenset[str]) -> Any:
+    """The body with ``keep`` members as their text, after the same checks as any other body
+    (valid UTF-8 and JSON, no NaN or Infinity, no lone surrogate, bounded nesting)."""
+    try:
+        pydantic_core.from_json(raw, allow_inf_nan=False)
+        return loads_keeping(raw, keep)
+    except ValueError as exc:  # also UnicodeDecodeError and json.JSONDecodeError
+        raise BadRequest(f"invalid JSON: {exc}", [
+            {"loc": [], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]) from None
 
 
 def _refuse_non_finite(raw: bytes) -> None:
@@ -100,17 +119,17 @@ def principal(request: web.Request) -> Principal:
 
 
 def respond(value: Any, status: int = 200) -> web.Response:
-    """JSON of a model, a list of models, a dict or ``None`` (a bare ``null``)."""
+    """JSON of a model, a list of models, a dict or ``None`` (a bare ``null``). Raw JSON values
+    (payload, metadata, outputs) are embedded as the exact text that was stored."""
     if isinstance(value, BaseModel):
-        body = value.model_dump_json().encode()
-    elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-        body = b"[" + b",".join(item.model_dump_json().encode() for item in value) + b"]"
-    else:
-        body = orjson.dumps(value, default=_default)
+        value = value.model_dump()
+    body = orjson.dumps(value, default=_default)
     return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _default(value: Any) -> Any:
+    if isinstance(value, RawJson):
+        return orjson.Fragment(value.text)
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return value.model_dump()
     raise TypeError(f"cannot serialize {type(value).__name__}")

@@ -17,20 +17,11 @@ local function end_in_run(ctx, run_key, workflow_id, status)
   end
 end
 
--- A dependant whose dependencies all succeeded becomes ready with its upstream outputs.
+-- A dependant whose dependencies all succeeded becomes ready. Its upstream outputs are not
+-- copied: its claim reads them from the dependencies (lib/upstream.lua).
 local function release_dependant(ctx, dep_key, dep_id)
   if redis.call("HINCRBY", dep_key, "deps_left", -1) > 0 then return end
   if redis.call("HGET", dep_key, "status") ~= "queued" then return end
-  local upstream = {}
-  for _, up in ipairs(cjson.decode(redis.call("HGET", dep_key, "deps") or "[]")) do
-    local u = redis.call("HMGET", ctx.P .. "job:" .. up, "job_id", "outputs")
-    if u[1] then upstream[u[1]] = cjson.decode(u[2] or "{}") end
-  end
-  if next(upstream) == nil then
-    redis.call("HSET", dep_key, "upstream_outputs", "{}")
-  else
-    redis.call("HSET", dep_key, "upstream_outputs", cjson.encode(upstream))
-  end
   leave_waiting(ctx, dep_key)
   place_ready(ctx, dep_key, dep_id, false)
 end

@@ -154,7 +154,6 @@ def _refused() -> list[tuple[str, Any, bytes | None]]:
         ("/api/jobs", NO_BODY, b'{"command": "x", "priority": 1e309}'),
         ("/api/jobs", NO_BODY, b'{"command": "x", "payload": NaN}'),
         ("/api/jobs", NO_BODY, b'{"command": "\\ud800"}'),
-        ("/api/jobs", NO_BODY, b'{"command": "x", "payload": 18446744073709551616}'),
         ("/api/jobs", {"command": "x" * 1_100_000}, None),
         ("/api/jobs", NO_BODY, b'{"command": "x", "priority": 18446744073709551616}'),
         ("/api/jobs", {"command": "x", "lease_ttl_secs": 0}, None),

@@ -230,8 +230,9 @@ async def test_status_has_seed_003_shape_plus_queue_and_run_id(open_api: Api) ->
     for job in body["jobs"]:
         assert set(job) >= SEED_STATUS_JOB_FIELDS
     assert compile_["status"] == "success" and compile_["outputs"] == {"bin": "a.out"}
-    assert isinstance(compile_["duration_secs"], float) and compile_["duration_secs"] >= 0
-    assert isinstance(compile_["started_at"], float)
+    assert isinstance(compile_["duration_secs"], int) and compile_["duration_secs"] >= 0
+    assert compile_["duration_secs"] == compile_["duration_ms"] // 1000
+    assert isinstance(compile_["started_at"], int)
     assert compile_["uid"] == run.body["jobs"]["compile"]
     assert (test["status"], test["duration_secs"], test["started_at"]) == ("queued", None, None)
 

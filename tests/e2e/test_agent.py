@@ -15,6 +15,7 @@ import pytest
 from leasehold.api.fleet.client import LeaseholdClient, LeaseLost
 from leasehold.scheduler.logs import LogChunk
 from leasehold.scheduler.models import JobSpec, JobStatus
+from leasehold.scheduler.rawjson import decoded
 from tests.e2e.conftest import (
     AgentFactory,
     AgentProcess,
@@ -86,11 +87,11 @@ async def test_jobs_complete_with_outputs_and_environment(
 
     job = await wait_terminal(client, as_json.id)
     assert job.status == JobStatus.SUCCESS, job.error
-    assert job.outputs == {"job": as_json.id, "attempt": 0, "n": [1, 2]}
+    assert decoded(job.outputs) == {"job": as_json.id, "attempt": 0, "n": [1, 2]}
     job = await wait_terminal(client, as_lines.id)
-    assert (job.status, job.outputs) == (JobStatus.SUCCESS, {"color": "blue", "size": "3"})
+    assert (job.status, decoded(job.outputs)) == (JobStatus.SUCCESS, {"color": "blue", "size": "3"})
     job = await wait_terminal(client, silent.id)
-    assert (job.status, job.outputs, job.attempt) == (JobStatus.SUCCESS, {}, 0)
+    assert (job.status, decoded(job.outputs), job.attempt) == (JobStatus.SUCCESS, {}, 0)
 
 
 async def test_logs_arrive_in_order(client: LeaseholdClient, agents: AgentFactory,

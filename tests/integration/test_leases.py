@@ -11,6 +11,7 @@ from leasehold.scheduler import errors
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.models import JobSpec, JobStatus, Lease, RetryPolicy
+from leasehold.scheduler.rawjson import decoded
 from leasehold.scheduler.reaper import Reaper
 from tests.integration.test_queues import T0, assert_one_place
 
@@ -86,7 +87,7 @@ async def test_complete_stores_outputs_and_success(scheduler: Scheduler) -> None
     lease = await start_one(scheduler)
     await scheduler.complete(lease.lease_id, "w", outputs={"sha": "abc", "n": 3}, now_ms=T0 + 5)
     job = await scheduler.get(lease.job_id)
-    assert (job.status, job.outputs, job.finished_at_ms) == (
+    assert (job.status, decoded(job.outputs), job.finished_at_ms) == (
         JobStatus.SUCCESS, {"sha": "abc", "n": 3}, T0 + 5)
     assert (await assert_one_place(scheduler, "default"))[job.id] == "done"
 
@@ -151,7 +152,7 @@ async def test_after_the_outcome_is_reported_the_lease_is_finished(
     with pytest.raises(errors.JobFinished):
         await call(scheduler, lease.lease_id, T0 + 2)
     job = await scheduler.get(lease.job_id)
-    assert (job.status, job.outputs) == (JobStatus.SUCCESS, {"v": 1})
+    assert (job.status, decoded(job.outputs)) == (JobStatus.SUCCESS, {"v": 1})
 
 
 async def test_a_retried_failure_finishes_its_lease(scheduler: Scheduler) -> None:

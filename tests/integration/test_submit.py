@@ -14,6 +14,7 @@ from leasehold.scheduler.models import (
     JobStatus,
     RetryPolicy,
 )
+from leasehold.scheduler.rawjson import decoded
 from leasehold.scheduler.scripts import raise_for
 from tests.integration.test_queues import T0, assert_one_place
 
@@ -33,11 +34,11 @@ async def test_submit_stores_a_queued_job_that_reads_back_the_same(scheduler: Sc
     assert job.id.startswith("builds.") and job.job_id == job.id and job.workflow_id is None
     assert (job.status, job.attempt, job.enqueued_at_ms, job.delayed_until_ms) == (
         JobStatus.QUEUED, 0, T0, 0)
-    assert (job.queue, job.command, job.payload, job.priority) == (
+    assert (job.queue, job.command, decoded(job.payload), job.priority) == (
         "builds", "make test", {"n": [1, 2]}, 7)
     assert sorted(job.required_labels) == ["gpu", "linux"]
     assert job.retry_policy == policy
-    assert (job.lease_ttl_secs, job.timeout_secs, job.metadata) == (12, 300, {"team": "core"})
+    assert (job.lease_ttl_secs, job.timeout_secs, job.metadata.value) == (12, 300, {"team": "core"})
     assert await scheduler.get(job.id) == job
 
 
@@ -110,7 +111,7 @@ async def test_unique_ttl_keeps_deduplicating_after_the_job_finishes(
     again = await scheduler.submit(spec, now_ms=T0 + 2)
     assert again.deduplicated
     assert again.job.id == first.job.id
-    assert (again.job.status, again.job.outputs) == (JobStatus.SUCCESS, {"ok": True})
+    assert (again.job.status, decoded(again.job.outputs)) == (JobStatus.SUCCESS, {"ok": True})
 
 
 async def test_unique_keys_are_per_queue(scheduler: Scheduler) -> None:

@@ -57,7 +57,7 @@ async def drain(scheduler: Scheduler, labels: list[str] | None = None
     while claims := await claim_all(scheduler, labels):
         for claim in claims:
             name = claim.job.job_id
-            upstream[name] = claim.job.upstream_outputs
+            upstream[name] = claim.job.upstream_outputs.value
             await scheduler.complete(claim.lease.lease_id, "w1", outputs={"by": name})
             completed[name] += 1
     return completed, upstream

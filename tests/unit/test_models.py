@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
+from leasehold.scheduler import codec
 from leasehold.scheduler.models import (
+    RAW_FIELDS,
     ExponentialBackoff,
     FixedBackoff,
+    Job,
     JobSpec,
     JobStatus,
     QueueLimits,
     RetryPolicy,
 )
+from leasehold.scheduler.rawjson import RawJson, RawObject, fragment, loads_keeping
 
 
 def spec(**fields: Any) -> JobSpec:
@@ -130,3 +135,46 @@ def test_queue_limits_refuse_unknown_and_negative_settings() -> None:
                 {"rate_limit": {"limit": -1, "per_secs": 1}}, {"pause": True}):
         with pytest.raises(ValidationError):
             QueueLimits.model_validate(bad)
+
+
+RAW = '{"n": 123456789012345678901234567890, "f": 1.10, "z": -0.0, "e": 1e400, "l": [], "o": {}}'
+
+
+def test_raw_members_keep_their_exact_text() -> None:
+    body = f'{{"command": "x", "payload": [ {RAW} ], "metadata": {RAW}}}'
+    job = JobSpec.model_validate(loads_keeping(body, RAW_FIELDS))
+    assert job.payload is not None
+    assert (job.payload.text, job.metadata.text) == (f"[ {RAW} ]", RAW)
+    reply = orjson.dumps(job.model_dump(), default=fragment).decode()
+    assert f'"payload":[ {RAW} ]' in reply and f'"metadata":{RAW}' in reply
+
+
+def test_raw_values_decode_on_demand_with_exact_integers() -> None:
+    raw = RawObject(RAW)
+    assert raw["n"] == 123456789012345678901234567890
+    assert raw == {"n": 123456789012345678901234567890, "f": 1.1, "z": -0.0,
+                   "e": float("inf"), "l": [], "o": {}}
+    assert RawJson.of({"big": 2**70, "l": []}).text == '{"big":1180591620717411303424,"l":[]}'
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": 1,}', '{"a": [1 2]}', '{"a": 1} x', "{"])
+def test_text_that_is_not_json_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        loads_keeping(f'{{"payload": {text}}}', RAW_FIELDS)
+
+
+def test_metadata_and_outputs_must_be_objects() -> None:
+    with pytest.raises(ValidationError):
+        JobSpec.model_validate(loads_keeping('{"metadata": [1]}', RAW_FIELDS))
+    with pytest.raises(ValidationError):
+        Job.model_validate({"id": "q.x", "job_id": "q.x", "queue": "q", "status": "success",
+                            "enqueued_at_ms": 1, "outputs": RawJson("[]")})
+
+
+def test_whole_durations_are_integers_on_the_wire() -> None:
+    policy = RetryPolicy.model_validate({"backoff": {"Exponential": {"base_secs": 2.0,
+                                                                     "max_secs": 2.5}}})
+    assert policy.model_dump_json() == (
+        '{"max_retries":0,"backoff":{"Exponential":{"base_secs":2,"max_secs":2.5}},"jitter":0.0}')
+    assert (codec.secs(30_000), codec.secs(1_500)) == (30, 1.5)
+    assert isinstance(codec.secs(30_000), int)
