@@ -278,7 +278,7 @@ async def test_stream_of_a_finished_job_replays_and_ends(client: Client) -> None
         chunks, end = await read_until_end(resp)
     assert chunks == await read_logs(client, job_id)
     assert end.json() == {"status": "success"}
-    assert services_of(client).hub.readers == 0
+    assert services_of(client).hub.viewers == 0
 
 
 async def test_stream_resumes_after_last_event_id_or_after(client: Client) -> None:
@@ -354,7 +354,7 @@ async def test_viewers_connecting_while_chunks_arrive_get_each_chunk_once(
     for resume, chunks in results:
         start = 0 if resume is None else ids.index(resume) + 1
         assert [c["id"] for c in chunks] == ids[start:], f"viewer resumed after {resume}"
-    assert services_of(client).hub.readers == 0
+    assert services_of(client).hub.viewers == 0
 
 
 async def test_keep_alive_comments(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -376,9 +376,9 @@ async def test_a_viewer_that_leaves_a_quiet_stream_is_forgotten(
     for path in (stream_path(job_id), "/api/events?queue=default"):
         resp = await client.get(path)
         assert resp.status == 200
-        await wait_for(lambda: services.hub.readers == 1)
+        await wait_for(lambda: services.hub.viewers == 1)
         resp.close()
-        await wait_for(lambda: services.hub.readers == 0, secs=2)
+        await wait_for(lambda: services.hub.viewers == 0, secs=2)
 
 
 async def test_a_viewer_too_slow_is_cut_off_and_resumes(client: Client) -> None:
@@ -390,16 +390,16 @@ async def test_a_viewer_too_slow_is_cut_off_and_resumes(client: Client) -> None:
     big = 64 * 1024
     async with client.get(stream_path(job_id)) as resp:
         assert resp.status == 200
-        await wait_for(lambda: services.hub.readers == 1)
+        await wait_for(lambda: services.hub.viewers == 1)
         pushed = 0
         # 4 chunks a push, under the queue's 5, so only a viewer that stopped reading overflows;
         # up to 75 MB, far more than the socket buffers between server and client hold
-        while services.hub.readers and pushed < 1200:
+        while services.hub.viewers and pushed < 1200:
             await push(client, lease_id, range(pushed, pushed + 4), size=big)
             pushed += 4
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.1)
-        assert services.hub.readers == 0, "the stalled viewer still holds a subscription"
+        assert services.hub.viewers == 0, "the stalled viewer still holds a subscription"
         assert 4 < pushed < 1200
         received: list[dict[str, Any]] = []
         with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
