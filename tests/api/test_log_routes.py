@@ -549,3 +549,40 @@ def test_encoded_events_are_shared_and_bounded() -> None:
     assert 0 < encode.size <= 1000
     assert ("job", "1-19") in encode.events
     assert ("job", "1-0") not in encode.events
+
+
+# -- bounded state -----------------------------------------------------------------------------
+
+
+async def test_a_viewer_of_a_job_that_never_logged_gets_the_end(client: Client) -> None:
+    """The job finishes without a chunk: no log stream is created, and its viewer still ends."""
+    job_id, lease_id = await running_job(client)
+    async with client.get(stream_path(job_id)) as resp:
+        assert resp.status == 200
+        await wait_for(lambda: services_of(client).hub.viewers == 1)
+        await complete(client, lease_id)
+        chunks, end = await read_until_end(resp)
+    assert (chunks, end.json()) == ([], {"status": "success"})
+    services = services_of(client)
+    assert await services.redis.exists(services.logs.key(job_id)) == 0
+    async with client.get(stream_path(job_id)) as again:  # a late viewer ends at once
+        assert (await read_until_end(again))[1].json() == {"status": "success"}
+
+
+async def test_a_push_past_the_byte_cap_is_413_and_truncates_once(
+    aiohttp_client: AiohttpClient, settings: Settings,
+) -> None:
+    client = await aiohttp_client(build_app(settings, auth=False, log_max_bytes=4096))
+    job_id, lease_id = await running_job(client)
+    await push(client, lease_id, range(3), size=1000)
+    for numbers in (range(3, 6), range(6, 7)):  # the first crosses the cap, the next is past it
+        chunks = [{"data": str(n).ljust(1000, "."), "sequence": n} for n in numbers]
+        async with client.post(f"/api/jobs/{lease_id}/logs", json={"chunks": chunks}) as r:
+            body = await json_of(r, 413)
+        assert body["error"] == "log_too_large"
+    stored = await read_logs(client, job_id)
+    assert [c["sequence"] for c in stored if c["stream"] != "system"] == [0, 1, 2, 3]
+    notices = [c for c in stored if c["stream"] == "system"]
+    assert len(notices) == 1
+    assert "truncated" in notices[0]["data"]
+    assert stored[-1] == notices[0]

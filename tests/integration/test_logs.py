@@ -11,7 +11,7 @@ import pytest
 
 from leasehold.scheduler import errors
 from leasehold.scheduler.config import Settings
-from leasehold.scheduler.logs import LogChunk, LogStore, NewChunk, SubscriberTooSlow
+from leasehold.scheduler.logs import LogChunk, LogStore, LogTooLarge, NewChunk, SubscriberTooSlow
 from leasehold.scheduler.models import JobSpec, JobStatus, Lease
 from leasehold.scheduler.reaper import Reaper
 from leasehold.scheduler.service import Services, open_services
@@ -325,3 +325,39 @@ async def test_viewers_leaving_at_once_leave_one_reader(services: Services) -> N
 
 async def _blocked_readers(services: Services) -> int:
     return sum(c["cmd"] == "xread" for c in await services.redis.client_list())
+
+
+async def test_a_job_that_never_logged_has_no_stream_and_its_tail_ends(
+    services: Services,
+) -> None:
+    lease = await start(services)
+    tail = asyncio.create_task(_collect(services.logs.tail(lease.job_id, None)))
+    await asyncio.sleep(0.05)
+    assert services.hub.viewers == 1
+    await services.scheduler.complete(lease.lease_id, "w", now_ms=T0 + 1)
+    assert await asyncio.wait_for(tail, 5) == ["success"]
+    assert await services.redis.exists(services.logs.key(lease.job_id)) == 0
+    assert await services.logs.read(lease.job_id) == ([], "success")
+
+
+async def test_the_log_is_capped_in_bytes_with_one_truncation_notice(settings: Settings) -> None:
+    services = await open_services(settings.model_copy(update={"log_max_bytes": 2048}))
+    try:
+        lease = await start(services)
+        kib = [NewChunk("x" * 1023 + "\n", "stdout", n) for n in range(3)]
+        with pytest.raises(LogTooLarge):
+            await services.logs.append(lease.lease_id, "w", kib, now_ms=T0 + 1)
+        for n in range(3, 6):  # pushes keep coming: nothing more is stored
+            with pytest.raises(LogTooLarge):
+                await services.logs.append(lease.lease_id, "w", [NewChunk("y", "stdout", n)],
+                                           now_ms=T0 + 1)
+        chunks = await all_chunks(services.logs, lease.job_id)
+        assert [(c.stream, c.sequence) for c in chunks] == [
+            ("stdout", 0), ("stdout", 1), ("system", None)]
+        assert sum(len(c.data) for c in chunks[:2]) == 2048
+        assert chunks[-1].data.startswith("log truncated")
+        # the notice is the log's last chunk even after the job ends
+        await services.scheduler.complete(lease.lease_id, "w", now_ms=T0 + 2)
+        assert (await services.logs.read(lease.job_id))[0] == chunks
+    finally:
+        await services.close()
