@@ -246,11 +246,12 @@ class StreamHub:
             watchers = jobs.get(entry[1].get("job", ""))
             if watchers:
                 subs = [*subs, *watchers]
+        item = (key, entry)  # one tuple shared by every viewer
         for sub in list(subs):
             if sub.overflowed.is_set():
                 continue
             try:
-                sub.queue.put_nowait((key, entry))
+                sub.queue.put_nowait(item)
             except asyncio.QueueFull:
                 sub.overflowed.set()
                 if sub.on_overflow is not None:
