@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     )
     events_maxlen: int = Field(default=10_000, ge=100, validation_alias=_env("EVENTS_MAXLEN"))
     log_maxlen: int = Field(default=100_000, ge=10, validation_alias=_env("LOG_MAXLEN"))
+    log_max_bytes: int = Field(default=16 << 20, ge=1024, validation_alias=_env("LOG_MAX_BYTES"))
     default_lease_ttl_secs: float = Field(
         default=30.0, gt=0, le=86400, validation_alias=_env("LEASE_TTL_SECS")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import cast
@@ -11,12 +12,15 @@ from pydantic import BaseModel
 from leasehold.scheduler import errors
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.keys import queue_of_job
+from leasehold.scheduler.models import Job, JobStatus
 from leasehold.scheduler.scripts import raise_for
-from leasehold.scheduler.streams import ENTRY_ID, Entry, StreamHub, entry_key
+from leasehold.scheduler.streams import ENTRY_ID, Entry, StreamHub, Subscription, entry_key
 
 MAX_READ = 1000
 # live chunks remembered for the other viewers of the same job, oldest dropped first
 LIVE_MEMO, LIVE_MEMO_BYTES = 4096, 8 << 20
+RECHECK_SECS = 60.0  # a live tail looks at its job this often even if no sign of its end came
+TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 
 
 class LogChunk(BaseModel):
@@ -58,6 +62,7 @@ class LogStore:
         self.scheduler = scheduler
         self.hub = hub
         self.maxlen = scheduler.settings.log_maxlen
+        self.max_bytes = scheduler.settings.log_max_bytes
         self._live: dict[tuple[str, str], LogChunk] = {}
         self._live_bytes = 0
 
@@ -75,68 +80,89 @@ class LogStore:
         for chunk in chunks:
             flat += ["" if chunk.sequence is None else chunk.sequence, chunk.stream, chunk.data,
                      "" if chunk.timestamp_ms is None else chunk.timestamp_ms]
-        reply = await self.scheduler.scripts.append_logs(q, job_id, lease_id, worker_id,
-                                                        self.maxlen, len(chunks), flat, now_ms)
+        reply = await self.scheduler.scripts.append_logs(
+            q, job_id, lease_id, worker_id, self.maxlen, len(chunks), flat, now_ms,
+            self.max_bytes)
         raise_for(reply, lease_id=lease_id)
-        return Appended(appended=int(reply[1]), dropped=int(reply[2]), last_id=reply[3] or None)
+        appended = Appended(appended=int(reply[1]), dropped=int(reply[2]),
+                            last_id=reply[3] or None)
+        if reply[0] == "LOG_TOO_LARGE":
+            raise LogTooLarge(f"the job's log reached its cap of {self.max_bytes} bytes; "
+                              "it was truncated", job_id=job_id, stored=appended.appended)
+        return appended
 
     async def read(self, job_id: str, after: str | None = None,
                    limit: int = MAX_READ) -> tuple[list[LogChunk], str | None]:
         """Chunks after ``after`` in order, and the job's final status once the log has ended."""
+        job, entries = await self._page(job_id, after, limit)
+        chunks = [c for e in entries if (c := to_chunk(job.job_id, job.workflow_id, e))]
+        return chunks, _ended(job, entries, limit)
+
+    async def _page(self, job_id: str, after: str | None, limit: int) -> tuple[Job, list[Entry]]:
+        """The job (read first: once terminal, it takes no more chunks) and stream entries."""
         job = await self.scheduler.get(job_id)  # 404 for unknown jobs
         start = "-" if after is None else f"({check_entry_id(after)}"
         entries = cast(list[Entry], await self.scheduler.redis.xrange(
             self.key(job_id), start, "+", count=limit))
-        chunks: list[LogChunk] = []
-        ended: str | None = None
-        for entry in entries:
-            chunk = to_chunk(job.job_id, job.workflow_id, entry)
-            if chunk is None:
-                ended = entry[1]["end"] if job.status.terminal else None
-            else:
-                chunks.append(chunk)
-        return chunks, ended
+        return job, entries
 
     async def tail(self, job_id: str, after: str | None,
                    on_overflow: Callable[[], None] | None = None,
                    ) -> AsyncGenerator[LogChunk | str, None]:
         """History, then live chunks, with no gap and no duplicate; a final status string ends it.
 
-        Raises ``SubscriberTooSlow`` when the viewer fell behind the live stream; ``on_overflow``
-        is called the moment that happens (a viewer stuck writing to its client may never
-        come back for the next chunk, so the caller should cut the client off there).
+        The end shows as the stream's end marker or, for a job that never logged (no stream),
+        as the job's terminal transition on its queue's events stream; either sends the tail
+        back to Redis for what is left. Raises ``SubscriberTooSlow`` when the viewer fell
+        behind the live stream; ``on_overflow`` is called the moment that happens (a viewer
+        stuck writing to its client may never come back for the next chunk, so the caller
+        should cut the client off there).
         """
         key = self.key(job_id)
+        events = self.scheduler.queue_keys(queue_of_job(job_id) or "").events
         # before reading history, so nothing falls between
-        sub = await self.hub.subscribe(key, on_overflow)
+        sub = await self.hub.subscribe([key], on_overflow, job=(events, job_id))
         try:
-            last = after or "0-0"
+            last = after
             while True:
-                chunks, ended = await self.read(job_id, last, MAX_READ)
-                for chunk in chunks:
-                    last = chunk.id
-                    yield chunk
-                if ended is not None:
+                while True:  # what Redis holds now, page by page
+                    job, entries = await self._page(job_id, last, MAX_READ)
+                    for entry in entries:
+                        last = entry[0]
+                        if (chunk := to_chunk(job.job_id, job.workflow_id, entry)) is not None:
+                            yield chunk
+                    if len(entries) < MAX_READ:
+                        break
+                if (ended := _ended(job, entries, MAX_READ)) is not None:
                     yield ended
                     return
-                if len(chunks) < MAX_READ:
-                    break
-            job = await self.scheduler.get(job_id)
-            while True:
-                entry = await sub.queue.get()
-                if sub.overflowed.is_set() and sub.queue.empty():
-                    raise SubscriberTooSlow(job_id)
-                if entry_key(entry[0]) <= entry_key(last):
-                    continue
-                last = entry[0]
-                live = self._live_chunk(key, job.job_id, job.workflow_id, entry)
-                if live is not None:
-                    yield live
-                elif (job := await self.scheduler.get(job_id)).status.terminal:
-                    yield entry[1]["end"]
-                    return
+                async for chunk in self._follow(sub, key, job, last):
+                    last = chunk.id
+                    yield chunk
         finally:
             await self.hub.unsubscribe(sub)
+
+    async def _follow(self, sub: Subscription, key: str, job: Job,
+                    last: str | None) -> AsyncGenerator[LogChunk, None]:
+        """Live chunks after ``last`` until a sign the job may have ended (or a quiet spell)."""
+        while True:
+            try:
+                stream, entry = await asyncio.wait_for(sub.queue.get(), RECHECK_SECS)
+            except TimeoutError:
+                return  # a look at the job now and then, should a sign ever be lost
+            if sub.overflowed.is_set() and sub.queue.empty():
+                raise SubscriberTooSlow(job.id)
+            if stream != key:  # the job's own transition on the events stream
+                if entry[1].get("to") in TERMINAL:
+                    return
+                continue
+            if last is not None and entry_key(entry[0]) <= entry_key(last):
+                continue
+            live = self._live_chunk(key, job.job_id, job.workflow_id, entry)
+            if live is None:  # the end marker
+                return
+            last = entry[0]
+            yield live
 
     def _live_chunk(self, key: str, job_name: str, workflow_id: str | None,
                     entry: Entry) -> LogChunk | None:
@@ -159,6 +185,12 @@ class SubscriberTooSlow(errors.SchedulerError):
     code = "too_slow"
 
 
+class LogTooLarge(errors.SchedulerError):
+    """A push past the job's log cap in bytes; the chunks before the cap were stored."""
+
+    code = "log_too_large"
+
+
 def to_chunk(job_name: str, workflow_id: str | None, entry: Entry) -> LogChunk | None:
     """A chunk from a stream entry, or None for the end marker a terminal transition writes."""
     entry_id, fields = entry
@@ -169,3 +201,9 @@ def to_chunk(job_name: str, workflow_id: str | None, entry: Entry) -> LogChunk |
                     sequence=int(seq) if seq else None, stream=fields.get("stream", "stdout"),
                     data=fields.get("data", ""), timestamp_ms=int(fields.get("ts", "0")),
                     attempt=int(fields.get("attempt", "0")))
+
+
+def _ended(job: Job, entries: list[Entry], limit: int) -> str | None:
+    """A terminal job takes no more chunks (one that never logged has no stream at all), so a
+    page short of ``limit`` read after its status is the end of its log."""
+    return job.status.value if job.status.terminal and len(entries) < limit else None

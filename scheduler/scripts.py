@@ -246,10 +246,11 @@ class Scripts:
 
     async def append_logs(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, log_maxlen: int,
-        count: int, flat_chunks: list[str | int], now_ms: int | None,
+        count: int, flat_chunks: list[str | int], now_ms: int | None, log_max_bytes: int,
     ) -> Reply:
         """``flat_chunks``: per chunk sequence ("" = none), stream, data, timestamp_ms ("")."""
-        args = [_now(now_ms), job_id, lease_id, worker_id, log_maxlen, count, *flat_chunks]
+        args = [_now(now_ms), job_id, lease_id, worker_id, log_maxlen, count, log_max_bytes,
+                *flat_chunks]
         return await self._call("append_logs", [q.meta], args)
 
     async def promote(self, q: QueueKeys, batch: int, now_ms: int | None) -> Reply:

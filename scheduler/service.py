@@ -15,6 +15,7 @@ from leasehold.scheduler.auth import TokenStore
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.connection import connect, connect_settings
 from leasehold.scheduler.core import Scheduler
+from leasehold.scheduler.embedded import FAKE_URL
 from leasehold.scheduler.logs import LogStore
 from leasehold.scheduler.longpoll import ReadyWaiters
 from leasehold.scheduler.streams import StreamHub
@@ -63,7 +64,9 @@ async def open_services(settings: Settings) -> Services:
     waiters = ReadyWaiters(scheduler)
     await waiters.start()
     url = settings.redis_url or ""
-    hub = StreamHub(lambda: connect(url, settings.redis_cluster, max_connections=2))
+    # one reader connection per process (per node on Cluster) for every SSE viewer
+    hub = StreamHub(redis, lambda: connect(url, settings.redis_cluster, max_connections=1),
+                    poll=settings.redis_cluster or url == FAKE_URL)
     workflows = Workflows(scheduler)
     services = Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters, hub,
                         LogStore(scheduler, hub), workflows)

@@ -1,4 +1,5 @@
-"""Log routes: fenced push, paged read, live SSE tail; the job events stream; stream tickets."""
+"""Log routes: fenced push (capped in bytes), paged read, live SSE tail; the job events stream;
+stream tickets."""
 
 from __future__ import annotations
 
@@ -12,12 +13,20 @@ from aiohttp_sse import sse_response
 from pydantic import BaseModel, ConfigDict, Field
 
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.errors import error_response
 from leasehold.api.server.http import principal, query_int, read_model, respond
 from leasehold.api.server.routing import READERS, WORKERS, router
 from leasehold.api.server.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
-from leasehold.scheduler.logs import MAX_READ, LogChunk, NewChunk, SubscriberTooSlow, check_entry_id
+from leasehold.scheduler.logs import (
+    MAX_READ,
+    LogChunk,
+    LogTooLarge,
+    NewChunk,
+    SubscriberTooSlow,
+    check_entry_id,
+)
 from leasehold.scheduler.models import Strict
 
 StreamName = Literal["stdout", "stderr", "system"]
@@ -73,8 +82,11 @@ class TicketIssued(BaseModel):
               errors=(400, 401, 403, 409, 413))
 async def push_logs(request: web.Request) -> web.Response:
     body = await read_model(request, LogPush)
-    result = await request.app[SERVICES].logs.append(
-        request.match_info["lease_id"], principal(request).lease_owner, body.new_chunks())
+    try:
+        result = await request.app[SERVICES].logs.append(
+            request.match_info["lease_id"], principal(request).lease_owner, body.new_chunks())
+    except LogTooLarge as exc:
+        return error_response(413, exc.code, exc.message, request, extra=exc.details)
     return respond(LogPushed(appended=result.appended, dropped=result.dropped,
                              last_id=result.last_id), 202)
 
@@ -175,34 +187,23 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
     workflow = request.query.get("workflow_id")
     queues = [queue] if queue else await services.scheduler.queues()
-    keys = [services.scheduler.queue_keys(name).events for name in queues]
-    subs = [await services.hub.subscribe(key, lambda: cut_off(request)) for key in keys]
-    merged: asyncio.Queue[tuple[str, str, dict[str, str]]] = asyncio.Queue(services.hub.maxsize)
-
-    async def pump(name: str, sub_index: int) -> None:
-        sub = subs[sub_index]
-        while True:
-            entry_id, fields = await sub.queue.get()
-            await merged.put((name, entry_id, fields))
-
+    names = {services.scheduler.queue_keys(name).events: name for name in queues}
+    # one subscription over every queue's stream: the process's one reader serves them all
+    sub = await services.hub.subscribe(names, lambda: cut_off(request))
     track(request)
-    pumps = [asyncio.create_task(pump(name, i)) for i, name in enumerate(queues)]
     try:
         async with sse_response(request, response_cls=KeepAliveResponse,
                                 ping_interval=KEEP_ALIVE_SECS) as resp:
             with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-                while True:
-                    name, entry_id, fields = await merged.get()
+                while not sub.overflowed.is_set() or not sub.queue.empty():
+                    key, (entry_id, fields) = await sub.queue.get()
                     if workflow and fields.get("workflow") != workflow:
                         continue
-                    await resp.send(orjson.dumps({"queue": name, **fields}).decode(),
+                    await resp.send(orjson.dumps({"queue": names[key], **fields}).decode(),
                                     id=entry_id, event="job")
         return resp
     finally:
-        for task in pumps:
-            task.cancel()
-        for sub in subs:
-            await services.hub.unsubscribe(sub)
+        await services.hub.unsubscribe(sub)
 
 
 @router.route("POST", "/api/stream-tickets", roles=(*READERS, "worker"), tag="logs",

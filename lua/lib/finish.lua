@@ -51,9 +51,12 @@ finish = function(ctx, job_key, id, status, from)
   redis.call("ZADD", ctx.P .. "done", ctx.now + ttl, id)
   -- The reaper purges at now + ttl; these expiries are the backstop when no reaper runs.
   redis.call("PEXPIRE", job_key, ttl + 3600000)
-  -- The end marker lets live log viewers stop exactly after the last chunk.
-  redis.call("XADD", ctx.P .. "log:" .. id, "*", "end", status)
-  redis.call("PEXPIRE", ctx.P .. "log:" .. id, ttl + 3600000)
+  -- The end marker lets live log viewers stop exactly after the last chunk; a job that never
+  -- logged gets no stream (its viewers learn the end from the event below).
+  if redis.call("EXISTS", ctx.P .. "log:" .. id) == 1 then
+    redis.call("XADD", ctx.P .. "log:" .. id, "*", "end", status)
+    redis.call("PEXPIRE", ctx.P .. "log:" .. id, ttl + 3600000)
+  end
   if f[2] and f[2] ~= "" then
     local unique_key = ctx.P .. "unique:" .. f[2]
     if redis.call("GET", unique_key) == id then

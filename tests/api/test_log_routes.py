@@ -278,7 +278,7 @@ async def test_stream_of_a_finished_job_replays_and_ends(client: Client) -> None
         chunks, end = await read_until_end(resp)
     assert chunks == await read_logs(client, job_id)
     assert end.json() == {"status": "success"}
-    assert services_of(client).hub.readers == 0
+    assert services_of(client).hub.viewers == 0
 
 
 async def test_stream_resumes_after_last_event_id_or_after(client: Client) -> None:
@@ -354,7 +354,7 @@ async def test_viewers_connecting_while_chunks_arrive_get_each_chunk_once(
     for resume, chunks in results:
         start = 0 if resume is None else ids.index(resume) + 1
         assert [c["id"] for c in chunks] == ids[start:], f"viewer resumed after {resume}"
-    assert services_of(client).hub.readers == 0
+    assert services_of(client).hub.viewers == 0
 
 
 async def test_keep_alive_comments(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -376,9 +376,9 @@ async def test_a_viewer_that_leaves_a_quiet_stream_is_forgotten(
     for path in (stream_path(job_id), "/api/events?queue=default"):
         resp = await client.get(path)
         assert resp.status == 200
-        await wait_for(lambda: services.hub.readers == 1)
+        await wait_for(lambda: services.hub.viewers == 1)
         resp.close()
-        await wait_for(lambda: services.hub.readers == 0, secs=2)
+        await wait_for(lambda: services.hub.viewers == 0, secs=2)
 
 
 async def test_a_viewer_too_slow_is_cut_off_and_resumes(client: Client) -> None:
@@ -390,16 +390,16 @@ async def test_a_viewer_too_slow_is_cut_off_and_resumes(client: Client) -> None:
     big = 64 * 1024
     async with client.get(stream_path(job_id)) as resp:
         assert resp.status == 200
-        await wait_for(lambda: services.hub.readers == 1)
+        await wait_for(lambda: services.hub.viewers == 1)
         pushed = 0
         # 4 chunks a push, under the queue's 5, so only a viewer that stopped reading overflows;
         # up to 75 MB, far more than the socket buffers between server and client hold
-        while services.hub.readers and pushed < 1200:
+        while services.hub.viewers and pushed < 1200:
             await push(client, lease_id, range(pushed, pushed + 4), size=big)
             pushed += 4
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.1)
-        assert services.hub.readers == 0, "the stalled viewer still holds a subscription"
+        assert services.hub.viewers == 0, "the stalled viewer still holds a subscription"
         assert 4 < pushed < 1200
         received: list[dict[str, Any]] = []
         with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
@@ -549,3 +549,40 @@ def test_encoded_events_are_shared_and_bounded() -> None:
     assert 0 < encode.size <= 1000
     assert ("job", "1-19") in encode.events
     assert ("job", "1-0") not in encode.events
+
+
+# -- bounded state -----------------------------------------------------------------------------
+
+
+async def test_a_viewer_of_a_job_that_never_logged_gets_the_end(client: Client) -> None:
+    """The job finishes without a chunk: no log stream is created, and its viewer still ends."""
+    job_id, lease_id = await running_job(client)
+    async with client.get(stream_path(job_id)) as resp:
+        assert resp.status == 200
+        await wait_for(lambda: services_of(client).hub.viewers == 1)
+        await complete(client, lease_id)
+        chunks, end = await read_until_end(resp)
+    assert (chunks, end.json()) == ([], {"status": "success"})
+    services = services_of(client)
+    assert await services.redis.exists(services.logs.key(job_id)) == 0
+    async with client.get(stream_path(job_id)) as again:  # a late viewer ends at once
+        assert (await read_until_end(again))[1].json() == {"status": "success"}
+
+
+async def test_a_push_past_the_byte_cap_is_413_and_truncates_once(
+    aiohttp_client: AiohttpClient, settings: Settings,
+) -> None:
+    client = await aiohttp_client(build_app(settings, auth=False, log_max_bytes=4096))
+    job_id, lease_id = await running_job(client)
+    await push(client, lease_id, range(3), size=1000)
+    for numbers in (range(3, 6), range(6, 7)):  # the first crosses the cap, the next is past it
+        chunks = [{"data": str(n).ljust(1000, "."), "sequence": n} for n in numbers]
+        async with client.post(f"/api/jobs/{lease_id}/logs", json={"chunks": chunks}) as r:
+            body = await json_of(r, 413)
+        assert body["error"] == "log_too_large"
+    stored = await read_logs(client, job_id)
+    assert [c["sequence"] for c in stored if c["stream"] != "system"] == [0, 1, 2, 3]
+    notices = [c for c in stored if c["stream"] == "system"]
+    assert len(notices) == 1
+    assert "truncated" in notices[0]["data"]
+    assert stored[-1] == notices[0]

@@ -11,7 +11,7 @@ import pytest
 
 from leasehold.scheduler import errors
 from leasehold.scheduler.config import Settings
-from leasehold.scheduler.logs import LogChunk, LogStore, NewChunk, SubscriberTooSlow
+from leasehold.scheduler.logs import LogChunk, LogStore, LogTooLarge, NewChunk, SubscriberTooSlow
 from leasehold.scheduler.models import JobSpec, JobStatus, Lease
 from leasehold.scheduler.reaper import Reaper
 from leasehold.scheduler.service import Services, open_services
@@ -264,14 +264,14 @@ async def test_tail_sends_history_then_live_chunks_then_the_status(services: Ser
     await logs.append(lease.lease_id, "w", numbered(0, 2), now_ms=T0 + 1)
     tail = asyncio.create_task(_collect(logs.tail(lease.job_id, None)))
     await asyncio.sleep(0.05)
-    assert services.hub.readers == 1
+    assert services.hub.viewers == 1
     for n in range(3, 6):
         await logs.append(lease.lease_id, "w", numbered(n, n), now_ms=T0 + n)
     await services.scheduler.complete(lease.lease_id, "w", now_ms=T0 + 10)
     got = await asyncio.wait_for(tail, 5)
     assert [c.data for c in got if isinstance(c, LogChunk)] == [str(n) for n in range(6)]
     assert got[-1] == "success"
-    assert services.hub.readers == 0  # the last viewer left, so did the reader
+    assert (services.hub.viewers, services.hub.streams) == (0, 0)  # nothing watched any more
 
     resumed = await _collect(logs.tail(lease.job_id, next(
         c.id for c in got if isinstance(c, LogChunk) and c.data == "3")))
@@ -296,20 +296,19 @@ async def test_tail_of_a_slow_viewer_ends_with_too_slow(services: Services) -> N
             seen.append(item.data)
     assert seen == [str(n) for n in range(len(seen))]  # a prefix: nothing skipped
     assert len(seen) < 11
-    assert services.hub.readers == 0
+    assert services.hub.viewers == 0
     resumed = await services.logs.read(lease.job_id, next(
         c.id for c in await all_chunks(services.logs, lease.job_id) if c.data == seen[-1]))
     assert [c.data for c in resumed[0]] == [str(n) for n in range(len(seen), 11)]
     assert (await services.scheduler.get(lease.job_id)).status == JobStatus.RUNNING
 
 
-async def test_the_last_viewer_leaving_at_once_stops_the_reader(services: Services) -> None:
-    """A viewer that leaves in the same loop turn an entry reaches it (so its cancel lands while
-    the reader sends its next XREAD) must not leave the reader, or its own exit, hanging."""
+async def test_viewers_leaving_at_once_leave_one_reader(services: Services) -> None:
+    """A viewer that leaves in the same loop turn an entry reaches it (so its leaving lands while
+    the reader sends its next XREAD) leaves no hanging exit, and never more than one reader."""
     hub, key = services.hub, "stream-hub-probe"
-    before = await _blocked_readers(services)
     for _ in range(3):
-        sub = await hub.subscribe(key)
+        sub = await hub.subscribe([key])
 
         async def leave_on_first_entry(sub: Subscription = sub) -> None:
             await sub.queue.get()
@@ -319,9 +318,46 @@ async def test_the_last_viewer_leaving_at_once_stops_the_reader(services: Servic
         await asyncio.sleep(0.05)  # the reader waits in XREAD
         await services.redis.xadd(key, {"n": "1"})
         await asyncio.wait_for(leaving, 2)
-        assert hub.readers == 0
-    assert await _blocked_readers(services) == before, "a reader still blocks in XREAD"
+        assert (hub.viewers, hub.streams) == (0, 0)
+    assert await _blocked_readers(services) <= 1
+    assert hub.connections == 1
 
 
 async def _blocked_readers(services: Services) -> int:
     return sum(c["cmd"] == "xread" for c in await services.redis.client_list())
+
+
+async def test_a_job_that_never_logged_has_no_stream_and_its_tail_ends(
+    services: Services,
+) -> None:
+    lease = await start(services)
+    tail = asyncio.create_task(_collect(services.logs.tail(lease.job_id, None)))
+    await asyncio.sleep(0.05)
+    assert services.hub.viewers == 1
+    await services.scheduler.complete(lease.lease_id, "w", now_ms=T0 + 1)
+    assert await asyncio.wait_for(tail, 5) == ["success"]
+    assert await services.redis.exists(services.logs.key(lease.job_id)) == 0
+    assert await services.logs.read(lease.job_id) == ([], "success")
+
+
+async def test_the_log_is_capped_in_bytes_with_one_truncation_notice(settings: Settings) -> None:
+    services = await open_services(settings.model_copy(update={"log_max_bytes": 2048}))
+    try:
+        lease = await start(services)
+        kib = [NewChunk("x" * 1023 + "\n", "stdout", n) for n in range(3)]
+        with pytest.raises(LogTooLarge):
+            await services.logs.append(lease.lease_id, "w", kib, now_ms=T0 + 1)
+        for n in range(3, 6):  # pushes keep coming: nothing more is stored
+            with pytest.raises(LogTooLarge):
+                await services.logs.append(lease.lease_id, "w", [NewChunk("y", "stdout", n)],
+                                           now_ms=T0 + 1)
+        chunks = await all_chunks(services.logs, lease.job_id)
+        assert [(c.stream, c.sequence) for c in chunks] == [
+            ("stdout", 0), ("stdout", 1), ("system", None)]
+        assert sum(len(c.data) for c in chunks[:2]) == 2048
+        assert chunks[-1].data.startswith("log truncated")
+        # the notice is the log's last chunk even after the job ends
+        await services.scheduler.complete(lease.lease_id, "w", now_ms=T0 + 2)
+        assert (await services.logs.read(lease.job_id))[0] == chunks
+    finally:
+        await services.close()

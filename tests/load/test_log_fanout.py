@@ -141,7 +141,8 @@ async def test_one_job_watched_by_a_thousand_viewers(tmp_path: Path) -> None:
             await push("warmup 0", 0)
             await asyncio.wait_for(asyncio.gather(*(v.warm.wait() for v in viewers)), 60)
             connect_secs = time.perf_counter() - started
-            readers = app[SERVICES].hub.readers
+            hub = app[SERVICES].hub
+            streams, readers = hub.streams, hub.connections
 
             with FullCollections() as collections:
                 for n in range(CHUNKS):
@@ -194,7 +195,8 @@ async def test_one_job_watched_by_a_thousand_viewers(tmp_path: Path) -> None:
         "chunks_reaching_99pct_within_100ms": CHUNKS - len(late),
         "late_chunks_during_a_full_gc": len(late_in_gc),
         "full_gc_pauses_while_streaming_ms": [round(ms, 1) for _, ms in collections.pauses],
-        "stream_readers": readers,
+        "streams_watched": streams,
+        "stream_reader_connections": readers,
         "redis_connections_before_viewers": before_viewers,
         "redis_connections_while_streaming": max(connections),
         "redis_max_connections_setting": settings.redis_max_connections,
@@ -206,5 +208,6 @@ async def test_one_job_watched_by_a_thousand_viewers(tmp_path: Path) -> None:
     assert missing == 0
     assert ended == VIEWERS
     assert readers == 1
+    assert streams == 2  # the job's log, and its queue's events (the end of a job without logs)
     # the shared pool (capped by redis_max_connections), the ready listener, one XREAD reader
     assert max(connections) <= settings.redis_max_connections + 2
