@@ -13,7 +13,7 @@ from leasehold.api.server.errors import error_response
 WINDOW_SECS = 60.0
 ALLOW_HEADERS = "Authorization, Content-Type, X-Worker-ID, X-Worker-Token, X-Request-ID, " \
                 "Last-Event-ID"
-ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
 def allowed_origins(raw: str | None) -> frozenset[str]:
