@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.scheduler.config import Settings
-from leasehold.scheduler.keys import Keyspace
 from leasehold.scheduler.core import ClaimBatch
+from leasehold.scheduler.keys import Keyspace
 from leasehold.scheduler.reaper import Reaper
 from tests.api.harness import Api, snapshot
 
