@@ -7,13 +7,12 @@ from pydantic import BaseModel
 
 from leasehold.api.routes.logs import serve_log_read, serve_log_stream
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.guard import YAML_TYPES
 from leasehold.api.server.http import query_int, query_status, respond
 from leasehold.api.server.routing import PRODUCERS, READERS, WORKERS, router
 from leasehold.scheduler.models import JobStatus
 from leasehold.scheduler.workflow_defs import load_document, parse
 from leasehold.scheduler.workflows import RunSummary, WorkflowView
-
-YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 
 
 class RunStarted(BaseModel):
