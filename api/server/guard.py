@@ -3,6 +3,7 @@ with auth off, no writes from other sites' pages."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -102,6 +103,12 @@ def refuse_cross_site(request: web.Request) -> web.Response | None:
     another origin is refused, and a write must say it is JSON (a page can send text/plain or
     a form cross-site without asking first, never application/json). None lets it through."""
     settings = request.app[SETTINGS]
+    if _loopback(settings.host) and not _loopback(request.url.host or ""):
+        # A page can rebind its own name to 127.0.0.1 and so look same-origin; a server that
+        # listens on loopback only answers requests that name a loopback host.
+        return error_response(403, "host_forbidden", "with auth off, a loopback server "
+                              "answers only requests for localhost or a loopback address",
+                              request)
     origin = request.headers.get("Origin")
     if origin is not None and not _origin_allowed(request, origin, settings.cors_origins):
         return error_response(403, "origin_forbidden", "with auth off, only this server's own "
@@ -110,6 +117,16 @@ def refuse_cross_site(request: web.Request) -> web.Response | None:
         return error_response(415, "unsupported_media_type", "with auth off, a request body "
                               "must be sent as Content-Type: application/json", request)
     return None
+
+
+def _loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _origin_allowed(request: web.Request, origin: str, cors_origins: str | None) -> bool:

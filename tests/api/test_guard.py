@@ -101,3 +101,15 @@ async def test_with_auth_on_tokens_not_content_types_guard_writes(api: Api) -> N
     reply = await api.post("/api/jobs", data='{"command": "make"}',
                            headers={"Content-Type": "text/plain"})
     assert reply.status == 201, reply.text
+
+
+async def test_with_auth_off_a_loopback_server_ignores_rebound_host_names(open_api: Api) -> None:
+    """A page whose own name was rebound to 127.0.0.1 is same-origin by its Origin; the Host it
+    sends is still its own name."""
+    rebound = await open_api.post("/api/jobs", {"command": "x"}, headers={
+        "Host": "evil.example:8080", "Origin": "http://evil.example:8080"})
+    assert (rebound.status, rebound.body["error"]) == (403, "host_forbidden")
+    assert (await open_api.get("/api/queues", headers={"Host": "evil.example"})).status == 403
+    local = await open_api.post("/api/jobs", {"command": "x"}, headers={
+        "Host": "localhost:8080", "Origin": "http://localhost:8080"})
+    assert local.status == 201, local.text
