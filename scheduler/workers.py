@@ -148,6 +148,11 @@ class WorkerRegistry:
         return [w for w in workers
                 if (status is None or w.status == status) and (label is None or label in w.labels)]
 
+    async def draining(self, worker_id: str) -> bool:
+        """Whether an admin asked this worker to drain (False for an unregistered id)."""
+        flag = await self.redis.hget(self.keys.worker(worker_id), "drain")
+        return bool(flag == "1")
+
     async def set_drain(self, worker_id: str, drain: bool) -> Worker:
         worker = await self.get(worker_id)
         status = WorkerStatus.DRAINING if drain else WorkerStatus.ONLINE
