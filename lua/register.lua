@@ -18,12 +18,16 @@
   ARGV[8]  offline_ms    integer, a worker silent this long is no longer live
   ARGV[9]  token_digest  string, sha256 hex of the new worker token
 
-  Returns  {"OK", registered_at_ms}
+  Returns  {"OK", registered_at_ms, replaced (1 when the id belonged to an offline worker,
+           whose leases the caller then releases)}
            {"REGTOKEN_INVALID"}    unknown, expired or used up registration token
            {"WORKER_CONFLICT"}     the id belongs to another live worker
            {"NAME_CONFLICT"}       the name belongs to another live worker
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker; ZADD workers; HSET names; HSET token; DEL old token; HINCRBY/DEL regtoken
+  Bounds   the worker record, its name and its token live until revoked or until the reaper's
+           worker sweep forgets the worker (LEASEHOLD_WORKER_RETENTION_SECS after its last sign
+           of life); a registration token expires at its TTL
   Cost     O(1)
 ]]
 -- @include base
@@ -53,6 +57,7 @@ end
 if use_regtoken then
   if redis.call("HINCRBY", KEYS[5], "uses_left", -1) <= 0 then redis.call("DEL", KEYS[5]) end
 end
+local replaced = redis.call("EXISTS", KEYS[1])
 local old = redis.call("HGET", KEYS[1], "token_digest")
 if old then redis.call("DEL", token_prefix .. old) end
 local old_name = redis.call("HGET", KEYS[1], "name")
@@ -68,4 +73,4 @@ redis.call("ZADD", KEYS[2], now, worker_id)
 redis.call("HSET", KEYS[3], name, worker_id)
 redis.call("HSET", KEYS[4], "kind", "worker", "role", "worker", "worker_id", worker_id,
   "id", worker_id, "name", name, "created_at_ms", now)
-return {"OK", now}
+return {"OK", now, replaced}

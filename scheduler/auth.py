@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import cast
 
+import orjson
 from redis.asyncio import Redis
 
 from leasehold.scheduler import codec, errors
@@ -39,6 +40,9 @@ class Principal:
     name: str = ""
     worker_id: str = ""
     drain: bool = False
+    # A worker's registered labels and registration time, read with its token in one round trip.
+    labels: frozenset[str] = frozenset()
+    registered_at_ms: int = 0
 
     @property
     def lease_owner(self) -> str:
@@ -70,9 +74,11 @@ class TokenStore:
         reply = await self.scripts.authenticate(self.keys, token_digest)
         if reply[0] != "OK":
             return None
-        _, kind, role, token_id, name, worker_id, drain = reply
+        _, kind, role, token_id, name, worker_id, drain, labels, registered = reply
         return Principal(kind=kind, role=role, id=token_id, name=name, worker_id=worker_id,
-                         drain=bool(int(drain)))
+                         drain=bool(int(drain)),
+                         labels=frozenset(orjson.loads(labels)) if labels else frozenset(),
+                         registered_at_ms=int(registered) if registered else 0)
 
     async def create_api_token(self, role: str, name: str) -> tuple[str, str]:
         """Returns (id, token); the token is shown once and never stored."""

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     worker_offline_secs: float = Field(
         default=60.0, gt=0, validation_alias=_env("WORKER_OFFLINE_SECS")
     )
+    worker_retention_secs: float = Field(
+        default=7 * 86400, gt=0, validation_alias=_env("WORKER_RETENTION_SECS")
+    )
     workflows_dir: str | None = Field(
         default=None, validation_alias=_env("WORKFLOWS_DIR", "WORKFLOWS_DIR")
     )

@@ -113,6 +113,12 @@ class Forbidden(SchedulerError):
     code = "forbidden"
 
 
+class LabelsNotRegistered(Forbidden):
+    """A worker token claimed with labels its worker was not registered with."""
+
+    code = "labels_not_registered"
+
+
 class ScriptContractError(SchedulerError):
     """A script replied with a shape the wrapper does not know: a bug, never user error."""
 

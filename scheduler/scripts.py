@@ -279,11 +279,21 @@ class Scripts:
         args = [_now(now_ms), version or "", _opt(running_jobs), resource_usage_json or ""]
         return await self._call("worker_heartbeat", [ks.worker(worker_id)], args)
 
-    async def sweep_workers(
-        self, ks: Keyspace, offline_ms: int, offset: int, batch: int, now_ms: int | None = None
+    async def update_worker(
+        self, ks: Keyspace, worker_id: str, labels_json: str, name: str, metadata_json: str,
+        offline_ms: int, now_ms: int | None = None,
     ) -> Reply:
-        args = [_now(now_ms), offline_ms, offset, batch, ks.worker_prefix]
-        return await self._call("sweep_workers", [ks.workers], args)
+        """Empty ``labels_json``, ``name`` or ``metadata_json`` keep that field."""
+        args = [_now(now_ms), labels_json, name, metadata_json, offline_ms]
+        return await self._call("update_worker", [ks.worker(worker_id), ks.worker_names], args)
+
+    async def sweep_workers(
+        self, ks: Keyspace, offline_ms: int, retention_ms: int, offset: int, batch: int,
+        now_ms: int | None = None,
+    ) -> Reply:
+        args = [_now(now_ms), offline_ms, retention_ms, offset, batch, ks.worker_prefix,
+                ks.token_prefix]
+        return await self._call("sweep_workers", [ks.workers, ks.worker_names], args)
 
 
 def _now(now_ms: int | None) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from dataclasses import dataclass
 from typing import cast
 
 import orjson
+import structlog
 from pydantic import JsonValue
 from redis.asyncio import Redis
 
@@ -14,11 +17,22 @@ from leasehold.scheduler.auth import digest, new_secret
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.keys import new_token
-from leasehold.scheduler.models import Worker, WorkerStatus
+from leasehold.scheduler.models import Claim, Worker, WorkerStatus
 from leasehold.scheduler.scripts import raise_for
 
+log = structlog.get_logger("leasehold.workers")
 WORKER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """The registered worker a claim is for, as its record said when the claim began."""
+
+    worker_id: str
+    labels: frozenset[str]
+    drain: bool
+    registered_at_ms: int
 
 
 class WorkerRegistry:
@@ -34,6 +48,10 @@ class WorkerRegistry:
     @property
     def offline_ms(self) -> int:
         return codec.ms(self.settings.worker_offline_secs)
+
+    @property
+    def retention_ms(self) -> int:
+        return codec.ms(self.settings.worker_retention_secs)
 
     async def register(
         self,
@@ -54,7 +72,50 @@ class WorkerRegistry:
             name or worker_id, codec.dumps(sorted(set(labels))), version or "",
             codec.dumps(metadata or {}), self.offline_ms, digest(token))
         raise_for(reply, worker_id=worker_id)
+        if int(reply[2]):
+            # The id belonged to an offline worker: what it still held goes back to its queue
+            # (without using an attempt) before the new owner learns its token.
+            await self._release_leases_of(worker_id, granted_before_ms=int(reply[1]))
         return await self.get(worker_id), token
+
+    async def update(self, worker_id: str, labels: list[str] | None = None,
+                     name: str | None = None,
+                     metadata: dict[str, JsonValue] | None = None) -> Worker:
+        """Changes a worker's labels, name or metadata (admin); a live holder's name is 409."""
+        reply = await self.scripts.update_worker(
+            self.keys, worker_id, codec.dumps(sorted(set(labels))) if labels is not None else "",
+            name or "", codec.dumps(metadata) if metadata is not None else "", self.offline_ms)
+        if reply[0] == "NOT_FOUND":
+            raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
+        raise_for(reply, worker_id=worker_id)
+        return await self.get(worker_id)
+
+    async def claimant(self, worker_id: str) -> Claimant:
+        """The registered worker an admin claims for; an unknown id is WorkerNotFound."""
+        labels, drain, registered = cast(list[str | None], await self.redis.hmget(
+            self.keys.worker(worker_id), ["labels", "drain", "registered_at_ms"]))
+        if registered is None:
+            raise errors.WorkerNotFound("no such worker: register it before claiming for it",
+                                        worker_id=worker_id)
+        return Claimant(worker_id, frozenset(orjson.loads(labels or "[]")), drain == "1",
+                        int(registered))
+
+    async def keep_claims(self, who: Claimant, claims: list[Claim]) -> list[Claim]:
+        """The claims, or none when the worker was revoked or replaced while claiming.
+
+        Checked after the claim script: a revoke that deleted the record before this read
+        finds no lease to release, so the claim releases what it got itself; one that deleted
+        it after this read runs its lease sweep after the claim, and releases them there.
+        """
+        if not claims:
+            return claims
+        registered = await self.redis.hget(self.keys.worker(who.worker_id), "registered_at_ms")
+        if registered == str(who.registered_at_ms):
+            return claims
+        for claim in claims:
+            with contextlib.suppress(errors.LeaseLost):  # the revoke's sweep got there first
+                await self.scheduler.release(claim.lease.lease_id, who.worker_id)
+        return []
 
     async def heartbeat(
         self,
@@ -117,16 +178,20 @@ class WorkerRegistry:
             await pipe.execute()
         return await self._release_leases_of(worker_id)
 
-    async def _release_leases_of(self, worker_id: str) -> int:
+    async def _release_leases_of(self, worker_id: str, granted_before_ms: int | None = None
+                                 ) -> int:
+        """Releases the worker's leases (those granted before ``granted_before_ms`` if given)."""
         released = 0
         for queue in await self.scheduler.queues():
             q = self.scheduler.queue_keys(queue)
             job_ids = cast(list[str], await self.redis.zrange(q.leases, 0, -1))
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
-                    pipe.hmget(q.job(job_id), ["worker_id", "lease_id"])
+                    pipe.hmget(q.job(job_id), ["worker_id", "lease_id", "lease_granted_at_ms"])
                 owners = cast(list[list[str | None]], await pipe.execute())
-            for owner, lease_id in owners:
+            for owner, lease_id, granted in owners:
+                if granted_before_ms is not None and int(granted or 0) >= granted_before_ms:
+                    continue
                 if owner == worker_id and lease_id:
                     try:
                         await self.scheduler.release(lease_id, worker_id)
@@ -136,13 +201,18 @@ class WorkerRegistry:
         return released
 
     async def sweep(self, now_ms: int | None = None) -> int:
-        """Marks silent workers offline; returns how many changed."""
-        marked, offset = 0, 0
+        """Marks silent workers offline and forgets those silent past retention (with their
+        name and token); returns how many were marked offline."""
+        marked, removed, offset = 0, 0, 0
         while offset >= 0:
-            reply = await self.scripts.sweep_workers(self.keys, self.offline_ms, offset,
-                                                     SWEEP_BATCH, now_ms)
+            reply = await self.scripts.sweep_workers(self.keys, self.offline_ms,
+                                                     self.retention_ms, offset, SWEEP_BATCH,
+                                                     now_ms)
             marked += int(reply[1])
-            offset = int(reply[2])
+            removed += int(reply[2])
+            offset = int(reply[3])
+        if removed:
+            log.info("workers_removed", count=removed)
         return marked
 
 

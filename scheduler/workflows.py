@@ -21,6 +21,7 @@ from leasehold.scheduler.workflow_defs import NodeDef, WorkflowDef, load_documen
 
 log = structlog.get_logger("leasehold.workflows")
 SAMPLE = Path(__file__).parent / "samples" / "ci-1.yml"
+HISTORY_PRUNE = 10  # expired runs looked for in a workflow's history per new run
 FORMATS = {".json": "json", ".yml": "yaml", ".yaml": "yaml"}
 
 
@@ -126,7 +127,57 @@ class Workflows:
             self.scheduler.queue_keys(queue), encoded, None, workflow_id, run_id,
             codec.dumps(ids))
         raise_for(reply, workflow_id=workflow_id)
+        if not await self.redis.exists(self._def_prefix + workflow_id):
+            # Deleted while this run was being written: the run goes with its workflow.
+            await self._forget_runs(workflow_id, queue)
+            raise errors.WorkflowNotFound("no such workflow", workflow_id=workflow_id)
+        await self._keep_history(workflow_id, queue)
         return RunSummary(run_id=run_id, status="running", started_at_ms=int(reply[1]), jobs=ids)
+
+    async def _keep_history(self, workflow_id: str, queue: str) -> None:
+        """A running workflow's history and run counter do not expire (an ended run sets them
+        to expire with its results), and the history forgets runs that already expired.
+
+        The oldest few entries are checked per run, so the history holds live runs only."""
+        q = self.scheduler.queue_keys(queue)
+        runs_key = q.prefix + f"wfruns:{workflow_id}"
+        oldest = cast(list[str], await self.redis.zrange(runs_key, 0, HISTORY_PRUNE - 1))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.persist(runs_key)
+            pipe.persist(q.prefix + f"wf:{workflow_id}")
+            for run_id in oldest:
+                pipe.exists(q.prefix + f"wfrun:{run_id}")
+            found = await pipe.execute()
+        gone = [run_id for run_id, exists in zip(oldest, found[2:], strict=True) if not exists]
+        if gone:
+            await self.redis.zrem(runs_key, *gone)
+
+    async def delete(self, workflow_id: str) -> tuple[int, int]:
+        """Removes a definition and its run history; an active run is cancelled first.
+
+        Returns (jobs cancelled, runs removed). The runs' jobs stay until their retention ends.
+        """
+        definition = await self.definition(workflow_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._def_prefix + workflow_id)
+            pipe.zrem(self._index, workflow_id)
+            await pipe.execute()  # from here no new run can start
+        return await self._forget_runs(workflow_id, definition.queue)
+
+    async def _forget_runs(self, workflow_id: str, queue: str) -> tuple[int, int]:
+        q = self.scheduler.queue_keys(queue)
+        reply = await self.scheduler.scripts.cancel_run(q, workflow_id, None)
+        cancelled = int(reply[2]) if reply[0] == "OK" else 0
+        runs_key = q.prefix + f"wfruns:{workflow_id}"
+        removed = 0
+        while run_ids := cast(list[str], await self.redis.zrange(runs_key, 0, 499)):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(*(q.prefix + f"wfrun:{run_id}" for run_id in run_ids))
+                pipe.zrem(runs_key, *run_ids)
+                await pipe.execute()
+            removed += len(run_ids)
+        await self.redis.delete(q.prefix + f"wf:{workflow_id}")
+        return cancelled, removed
 
     def _encode(self, definition: WorkflowDef, node: NodeDef, ids: dict[str, str],
                 dependants: list[str], workflow_id: str, run_id: str) -> list[str]:

@@ -58,6 +58,7 @@ class Bench:
         self.http = http
         self.bases = bases
         self.probe = probe
+        self._registered: set[str] = set()
         self.prefix = f"{config.queue}-{secrets.token_hex(3)}"
         self.headers = {"Content-Type": "application/json"}
         if config.token:
@@ -73,6 +74,17 @@ class Bench:
             if resp.status >= 400:
                 raise RuntimeError(f"{path}: {resp.status} {raw.decode(errors='replace')}")
             return orjson.loads(raw)
+
+    async def worker(self, worker_id: str, worker: int = 0) -> str:
+        """``worker_id``, registered once (a claim names a registered worker)."""
+        if worker_id not in self._registered:
+            url = self.bases[worker % len(self.bases)] + "/api/workers/register"
+            body = orjson.dumps({"worker_id": worker_id, "labels": []})
+            async with self.http.post(url, data=body, headers=self.headers) as resp:
+                if resp.status not in (201, 409):  # 409: still registered from an earlier run
+                    raise RuntimeError(f"register: {resp.status} {await resp.text()}")
+            self._registered.add(worker_id)
+        return worker_id
 
     async def usage(self) -> RedisUsage | None:
         return await self.probe.usage() if self.probe else None
@@ -142,7 +154,8 @@ class Bench:
         done = [0]
 
         async def worker(w: int) -> None:
-            claim_body = orjson.dumps({"worker_id": f"bench-{w}", "queues": [queue]})
+            claim_body = orjson.dumps({"worker_id": await self.worker(f"bench-{w}", w),
+                                       "queues": [queue]})
             while True:
                 started = time.perf_counter()
                 claim = await self.post("/api/jobs/claim", claim_body, w)
@@ -168,8 +181,8 @@ class Bench:
         done = [0]
 
         async def worker(w: int) -> None:
-            claim_body = orjson.dumps({"worker_id": f"bench-{w}", "queues": [queue],
-                                       "max_jobs": self.config.batch})
+            claim_body = orjson.dumps({"worker_id": await self.worker(f"bench-{w}", w),
+                                       "queues": [queue], "max_jobs": self.config.batch})
             while True:
                 started = time.perf_counter()
                 claims = (await self.post("/api/jobs/claim", claim_body, w))["claims"]
@@ -192,7 +205,7 @@ class Bench:
         claimed = asyncio.Event()
 
         async def waiter() -> None:
-            body = orjson.dumps({"worker_id": "bench-waiter", "queues": [queue],
+            body = orjson.dumps({"worker_id": await self.worker("bench-waiter"), "queues": [queue],
                                  "wait_secs": 5})
             while len(latencies) < samples:
                 claim = await self.post("/api/jobs/claim", body)

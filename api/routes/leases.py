@@ -28,44 +28,60 @@ from leasehold.api.wire import (
 )
 from leasehold.scheduler import errors
 from leasehold.scheduler.models import Claim
+from leasehold.scheduler.workers import Claimant
 
 LEASE_ERRORS = (401, 403, 409)
 
 
-def _worker_id(request: web.Request, requested: str | None) -> str:
-    """The worker a claim is for: a worker token claims only for itself."""
+async def _claimant(request: web.Request, body: ClaimRequest) -> tuple[Claimant, list[str]]:
+    """The registered worker a claim is for, and the labels it claims with.
+
+    A worker token claims only for itself and only with labels it registered (its registered
+    labels when the body names none); an admin claims for a registered worker, with any labels.
+    """
     caller = principal(request)
     if caller.role == "worker":
-        if requested not in (None, caller.worker_id):
+        if body.worker_id not in (None, caller.worker_id):
             raise errors.Forbidden("a worker token claims only for its own worker_id")
-        return caller.worker_id
-    if not requested:
+        who = Claimant(caller.worker_id, caller.labels, caller.drain, caller.registered_at_ms)
+        if "labels" not in body.model_fields_set:
+            return who, sorted(who.labels)
+        extra = set(body.labels) - who.labels
+        if extra:
+            raise errors.LabelsNotRegistered(
+                "a worker claims only with labels it registered; an admin can change them "
+                "with PATCH /api/workers/{id}", labels=sorted(extra))
+        return who, body.labels
+    if not body.worker_id:
         raise errors.InvalidArgument("worker_id is required")
-    return requested
+    who = await request.app[SERVICES].workers.claimant(body.worker_id)
+    return who, body.labels if "labels" in body.model_fields_set else sorted(who.labels)
 
 
 @router.route("POST", "/api/jobs/claim", roles=WORKERS, tag="worker protocol", body=ClaimRequest,
               response=Claim | ClaimBatchReply | None,
               summary="Claim the best matching job: {job, lease} or null; with max_jobs, "
-              "{claims: [...]}; wait_secs long-polls",
-              errors=(400, 401, 403, 503))
+              "{claims: [...]}; wait_secs long-polls. A worker token claims with labels it "
+              "registered (403 labels_not_registered otherwise); an admin names a registered "
+              "worker (404 worker_not_found otherwise)",
+              errors=(400, 401, 403, 404, 503))
 async def claim(request: web.Request) -> web.Response:
     body = await read_model(request, ClaimRequest)
-    worker_id = _worker_id(request, body.worker_id)
+    who, labels = await _claimant(request, body)
+    worker_id = who.worker_id
     services = request.app[SERVICES]
     wanted = body.max_jobs or 1
-    caller = principal(request)
-    # A worker token carries its drain flag; an admin (or auth off) claims for a named worker.
-    if caller.drain if caller.role == "worker" else await services.workers.draining(worker_id):
+    if who.drain:
         claims: list[Claim] = []
     elif body.wait_secs > 0:
-        batch = await services.waiters.claim(worker_id, body.labels, body.queues,
+        batch = await services.waiters.claim(worker_id, labels, body.queues,
                                              body.lease_ttl_secs, wanted, body.wait_secs)
         claims = batch.claims
     else:
-        batch = await services.scheduler.claim(worker_id, body.labels, body.queues,
+        batch = await services.scheduler.claim(worker_id, labels, body.queues,
                                                body.lease_ttl_secs, wanted)
         claims = batch.claims
+    claims = await services.workers.keep_claims(who, claims)
     lifecycle.claimed(worker_id, claims)
     if body.max_jobs is not None:
         return respond(ClaimBatchReply(claims=claims))

@@ -1,8 +1,9 @@
-"""Worker routes: register, worker heartbeat, list, get, revoke, drain and undrain."""
+"""Worker routes: register, worker heartbeat, list, get, edit, revoke, drain and undrain."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import Field, JsonValue
 
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.http import REGISTRATION_TOKEN, principal, read_model, respond
@@ -17,7 +18,15 @@ from leasehold.api.wire import (
 )
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
-from leasehold.scheduler.models import Worker, WorkerStatus
+from leasehold.scheduler.models import Label, Strict, Worker, WorkerStatus
+
+
+class WorkerUpdate(Strict):
+    """The fields an operator may change; an absent field keeps its value."""
+
+    labels: list[Label] | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    metadata: dict[str, JsonValue] | None = None
 
 
 @router.route("POST", "/api/workers/register", roles=(*ADMIN, REGISTRATION), tag="workers",
@@ -84,6 +93,16 @@ async def get_worker(request: web.Request) -> web.Response:
     worker_id = request.match_info["id"]
     _own_worker(principal(request), worker_id)
     return respond(await request.app[SERVICES].workers.get(worker_id))
+
+
+@router.route("PATCH", "/api/workers/{id}", roles=ADMIN, tag="workers", body=WorkerUpdate,
+              response=Worker, summary="Change a worker's labels, name or metadata; its next "
+              "claim uses the new labels (409 when the name belongs to another live worker)",
+              errors=(400, 401, 403, 404, 409))
+async def update_worker(request: web.Request) -> web.Response:
+    body = await read_model(request, WorkerUpdate)
+    return respond(await request.app[SERVICES].workers.update(
+        request.match_info["id"], body.labels, body.name, body.metadata))
 
 
 @router.route("DELETE", "/api/workers/{id}", roles=ADMIN, tag="workers", response=Deleted,

@@ -7,13 +7,12 @@ from pydantic import BaseModel
 
 from leasehold.api.routes.logs import serve_log_read, serve_log_stream
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.guard import YAML_TYPES
 from leasehold.api.server.http import query_int, query_status, respond
-from leasehold.api.server.routing import PRODUCERS, READERS, WORKERS, router
+from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, WORKERS, router
 from leasehold.scheduler.models import JobStatus
 from leasehold.scheduler.workflow_defs import load_document, parse
 from leasehold.scheduler.workflows import RunSummary, WorkflowView
-
-YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 
 
 class RunStarted(BaseModel):
@@ -25,6 +24,13 @@ class RunStarted(BaseModel):
 class RunCancelled(BaseModel):
     id: str
     cancelled: int
+
+
+class WorkflowDeleted(BaseModel):
+    id: str
+    deleted: bool = True
+    cancelled: int  # unfinished jobs of the active run, cancelled first
+    runs_deleted: int
 
 
 @router.route("GET", "/api/workflows", roles=READERS, tag="workflows",
@@ -83,6 +89,17 @@ async def cancel_workflow(request: web.Request) -> web.Response:
     workflow_id = request.match_info["id"]
     count = await request.app[SERVICES].workflows.cancel(workflow_id)
     return respond(RunCancelled(id=workflow_id, cancelled=count), 202)
+
+
+@router.route("DELETE", "/api/workflows/{id}", roles=ADMIN, tag="workflows",
+              response=WorkflowDeleted,
+              summary="Remove a workflow and its run history; an active run is cancelled first "
+              "(its jobs stay readable until their result retention ends)",
+              errors=(401, 403, 404))
+async def delete_workflow(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["id"]
+    cancelled, runs = await request.app[SERVICES].workflows.delete(workflow_id)
+    return respond(WorkflowDeleted(id=workflow_id, cancelled=cancelled, runs_deleted=runs))
 
 
 @router.route("GET", "/api/workflows/{id}/runs", roles=READERS, tag="workflows",

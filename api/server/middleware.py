@@ -13,6 +13,7 @@ from aiohttp import web
 
 from leasehold.api.server.appkeys import ROUTER, SERVICES, SETTINGS
 from leasehold.api.server.errors import error_response
+from leasehold.api.server.guard import refuse_cross_site
 from leasehold.api.server.http import PRINCIPAL, REGISTRATION_TOKEN, REQUEST_ID
 from leasehold.api.server.metrics import observe_request
 from leasehold.api.server.routing import REGISTRATION
@@ -63,6 +64,9 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         response: web.StreamResponse = await handler(request)
         return response
     if not request.app[SETTINGS].auth:
+        refused = refuse_cross_site(request)
+        if refused is not None:
+            return refused
         request[PRINCIPAL] = ANONYMOUS_ADMIN
         response = await handler(request)
         return response

@@ -3,8 +3,10 @@
 
 local finish
 
--- Records the end of a workflow job in its run; when the run's last job ends, so does the run.
-local function end_in_run(ctx, run_key, workflow_id, status)
+-- Records the end of a workflow job in its run; when the run's last job ends, so does the run,
+-- which is then kept as long as the results of the job that ended it (the run history and run
+-- counter too, until a later run starts and keeps them).
+local function end_in_run(ctx, run_key, workflow_id, status, job_key)
   if status ~= "success" then redis.call("HSETNX", run_key, "first_failure", status) end
   if redis.call("HINCRBY", run_key, "pending", -1) > 0 then return end
   local r = redis.call("HMGET", run_key, "cancel_requested", "first_failure")
@@ -15,6 +17,10 @@ local function end_in_run(ctx, run_key, workflow_id, status)
   if redis.call("HGET", wf_key, "active_run") == redis.call("HGET", run_key, "run_id") then
     redis.call("HDEL", wf_key, "active_run")
   end
+  local keep = (tonumber(redis.call("HGET", job_key, "result_ttl_ms")) or 604800000) + 3600000
+  redis.call("PEXPIRE", run_key, keep)
+  redis.call("PEXPIRE", wf_key, keep)
+  redis.call("PEXPIRE", ctx.P .. "wfruns:" .. workflow_id, keep)
 end
 
 -- A dependant whose dependencies all succeeded becomes ready. Its upstream outputs are not
@@ -29,7 +35,7 @@ end
 local function cascade(ctx, job_key, status)
   local f = redis.call("HMGET", job_key, "run_id", "dependants", "workflow_id", "job_id")
   if not f[1] or f[1] == "" then return end
-  end_in_run(ctx, ctx.P .. "wfrun:" .. f[1], f[3], status)
+  end_in_run(ctx, ctx.P .. "wfrun:" .. f[1], f[3], status, job_key)
   if ctx.no_cascade then return end
   for _, dep_id in ipairs(cjson.decode(f[2] or "[]")) do
     local dep_key = ctx.P .. "job:" .. dep_id

@@ -41,15 +41,17 @@ class Api:
 
     def __init__(self, client: Client, token: str | None = ADMIN,
                  headers: dict[str, str] | None = None,
-                 transcript: list[Reply] | None = None) -> None:
+                 transcript: list[Reply] | None = None,
+                 registered: set[str] | None = None) -> None:
         self.client = client
         self.token = token
         self.extra_headers = headers or {}
         self.transcript: list[Reply] = [] if transcript is None else transcript
+        self.registered: set[str] = set() if registered is None else registered
 
     def as_(self, token: str | None, headers: dict[str, str] | None = None) -> Api:
         """The same client acting with another token; replies go to the same transcript."""
-        return Api(self.client, token, headers, self.transcript)
+        return Api(self.client, token, headers, self.transcript, self.registered)
 
     @property
     def app(self) -> web.Application:
@@ -101,6 +103,8 @@ class Api:
         body = {"labels": [], **extra}
         if worker_id is not None:
             body["worker_id"] = worker_id
+            if self.token in (ADMIN, None):
+                await self.ensure_worker(worker_id)
         return await self.post("/api/jobs/claim", body)
 
     async def claim(self, worker_id: str | None = None, **extra: Any) -> Any:
@@ -108,6 +112,14 @@ class Api:
         reply = await self.claim_reply(worker_id, **extra)
         assert reply.status == 200, reply.text
         return reply.body
+
+    async def ensure_worker(self, worker_id: str) -> None:
+        """Registers ``worker_id`` once (an admin claims only for a registered worker)."""
+        if worker_id in self.registered:
+            return
+        reply = await self.post("/api/workers/register", {"worker_id": worker_id, "labels": []})
+        assert reply.status in (201, 409), reply.text  # 409: the test registered it already
+        self.registered.add(worker_id)
 
     async def job(self, job_id: str) -> dict[str, Any]:
         reply = await self.get(f"/api/jobs/{job_id}")

@@ -69,7 +69,10 @@ async def submit(client: Client, headers: dict[str, str] | None = None, **job: A
 
 async def claim(client: Client, headers: dict[str, str] | None = None,
                 queue: str = "default") -> tuple[str, str]:
-    """(job id, lease id) of a claim as worker ``w``."""
+    """(job id, lease id) of a claim as worker ``w`` (registered on first use)."""
+    async with client.post("/api/workers/register", headers=headers,
+                           json={"worker_id": "w", "labels": []}) as r:
+        assert r.status in (201, 409), await r.text()
     async with client.post("/api/jobs/claim", headers=headers, json={
             "worker_id": "w", "labels": [], "queues": [queue]}) as r:
         body = await json_of(r, 200)

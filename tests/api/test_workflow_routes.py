@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
 from leasehold.scheduler import errors
 from leasehold.scheduler.config import Settings
@@ -416,3 +417,57 @@ async def test_a_bad_definition_file_is_a_clear_start_up_error(
         assert await services.workflows.list(100, 0, None) == []
     finally:
         await services.close()
+
+
+async def test_delete_removes_the_definition_and_its_runs_cancelling_an_active_one(
+        open_api: Api, settings: Settings, redis: aioredis.Redis) -> None:
+    workflow = await create(open_api)
+    first = (await open_api.post(f"/api/workflows/{workflow['id']}/run")).body
+    compile_job = first["jobs"]["compile"]
+    lease = (await open_api.claim("w1", labels=["linux"]))["lease"]["lease_id"]
+    await open_api.post(f"/api/jobs/{lease}/fail", {"error": "x"})  # the first run ends
+    second = (await open_api.post(f"/api/workflows/{workflow['id']}/run")).body
+    assert second["run_id"] != first["run_id"]
+
+    deleted = await open_api.delete(f"/api/workflows/{workflow['id']}")
+    assert deleted.status == 200, deleted.text
+    assert deleted.body == {"id": workflow["id"], "deleted": True, "cancelled": 2,
+                            "runs_deleted": 2}
+    assert (await open_api.get(f"/api/workflows/{workflow['id']}/status")).status == 404
+    assert (await open_api.post(f"/api/workflows/{workflow['id']}/run")).status == 404
+    assert workflow["id"] not in [w["id"] for w in (await open_api.get("/api/workflows")).body]
+    assert (await open_api.delete(f"/api/workflows/{workflow['id']}")).status == 404
+    # The jobs stay readable until their own retention ends; the active run's were cancelled.
+    assert (await open_api.job(compile_job))["status"] == "failure"
+    assert (await open_api.job(second["jobs"]["test"]))["status"] == "cancelled"
+    left = [k async for k in redis.scan_iter(match=f"{{{settings.namespace}*")
+            if workflow["id"] in k or first["run_id"] in k or second["run_id"] in k]
+    assert left == []
+
+
+async def test_delete_is_for_admins(api: Api) -> None:
+    workflow = await create(api)
+    _, submitter = await api.api_token("submitter")
+    refused = await api.delete(f"/api/workflows/{workflow['id']}", token=submitter)
+    assert refused.status == 403
+    assert (await api.get(f"/api/workflows/{workflow['id']}/status")).status == 200
+
+
+async def test_an_ended_run_expires_with_its_jobs_results(
+        open_api: Api, settings: Settings, redis: aioredis.Redis) -> None:
+    workflow = await create(open_api, {"name": "one", "jobs": [{"id": "a", "command": "x"}]})
+    run = (await open_api.post(f"/api/workflows/{workflow['id']}/run")).body
+    prefix = f"{{{settings.namespace}:default}}:"
+    assert await redis.ttl(prefix + f"wfrun:{run['run_id']}") == -1  # running: kept
+    lease = (await open_api.claim("w1"))["lease"]["lease_id"]
+    await open_api.post(f"/api/jobs/{lease}/complete", {"outputs": {}})
+    job_ttl = await redis.pttl(prefix + f"job:{run['jobs']['a']}")
+    for key in (f"wfrun:{run['run_id']}", f"wfruns:{workflow['id']}", f"wf:{workflow['id']}"):
+        assert abs(await redis.pttl(prefix + key) - job_ttl) < 5000, key
+    # A later run keeps the history while it runs, and drops runs that already expired.
+    await redis.delete(prefix + f"wfrun:{run['run_id']}")  # as if retention had ended
+    again = (await open_api.post(f"/api/workflows/{workflow['id']}/run")).body
+    assert await redis.ttl(prefix + f"wfruns:{workflow['id']}") == -1
+    assert await redis.zrange(prefix + f"wfruns:{workflow['id']}", 0, -1) == [again["run_id"]]
+    status = (await open_api.get(f"/api/workflows/{workflow['id']}/status")).body
+    assert status["run_id"] == again["run_id"]

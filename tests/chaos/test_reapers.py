@@ -66,6 +66,7 @@ async def test_concurrent_reapers_expire_each_lease_exactly_once(lab: Lab, reape
         await producer.run(jobs, concurrency=6)
         # "ghost" workers lease every job and vanish, twice: each lease must expire once
         for round_ in range(2):
+            await admin.register([], worker_id=f"ghost{round_}")
             reply = await admin.request("POST", "/api/jobs/claim", {
                 "worker_id": f"ghost{round_}", "queues": [sc.queue], "max_jobs": jobs,
                 "lease_ttl_secs": 0.3, "wait_secs": 5})

@@ -93,6 +93,7 @@ async def _read_sse(session: aiohttp.ClientSession, url: str, headers: dict[str,
 async def _flood(admin: LeaseholdClient, queue: str, count: int) -> None:
     """Leases and completes ``count`` queued jobs in batches (two transitions each)."""
     done = 0
+    await admin.register([], worker_id="flood")
     while done < count:
         reply = await admin.request("POST", "/api/jobs/claim", {
             "worker_id": "flood", "queues": [queue], "max_jobs": 100, "wait_secs": 5})
@@ -143,6 +144,7 @@ async def test_a_stalled_log_viewer_resumes_with_last_event_id(lab: Lab) -> None
     stalled = StalledViewer(url, path, token)
     async with sc.fleet.client(url) as admin:
         await asyncio.sleep(0.3)  # the viewer subscribes
+        await admin.register([], worker_id="logger")
         claim = await admin.request("POST", "/api/jobs/claim", {
             "worker_id": "logger", "queues": [sc.queue]})
         lease = claim["lease"]["lease_id"]

@@ -122,6 +122,8 @@ async def test_one_job_watched_by_a_thousand_viewers(tmp_path: Path) -> None:
                                          timeout=timeout) as http:
             async with http.post("/api/jobs", json={"command": "build"}) as resp:
                 job_id = (await resp.json())["id"]
+            async with http.post("/api/workers/register", json={"worker_id": "w"}) as resp:
+                assert resp.status == 201
             async with http.post("/api/jobs/claim", json={
                     "worker_id": "w", "labels": [], "lease_ttl_secs": 600}) as resp:
                 lease_id = (await resp.json())["lease"]["lease_id"]

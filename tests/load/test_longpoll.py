@@ -46,6 +46,8 @@ async def test_idle_long_polls_and_submit_to_claim_latency(tmp_path: Path) -> No
                                          connector=connector) as http:
 
             async def waiter(n: int) -> None:
+                async with http.post("/api/workers/register", json={"worker_id": f"w{n}"}):
+                    pass  # a claim names a registered worker
                 while not stop.is_set():
                     async with http.post("/api/jobs/claim", json={
                             "worker_id": f"w{n}", "labels": [], "wait_secs": 30}) as resp:

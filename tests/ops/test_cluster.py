@@ -51,7 +51,10 @@ def cluster_settings(cluster: LocalCluster) -> Settings:
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, cluster_settings: Settings) -> Client:
-    return await aiohttp_client(create_app(cluster_settings))
+    """The API, with worker w1 registered (a claim names a registered worker)."""
+    test_client = await aiohttp_client(create_app(cluster_settings))
+    await call(test_client, "POST", "/api/workers/register", {"worker_id": "w1"}, 201)
+    return test_client
 
 
 @pytest.fixture
@@ -93,8 +96,7 @@ async def test_core_scenario_runs_on_a_cluster_with_queues_on_several_shards(
         cluster_settings: Settings) -> None:
     namespace = cluster_settings.namespace
     queues = spread_queues(namespace)
-    await call(client, "POST", "/api/workers/register", {"worker_id": "w1",
-                                                         "labels": ["linux", "gpu"]}, 201)
+    await call(client, "PATCH", "/api/workers/w1", {"labels": ["linux", "gpu"]})
     retry = {"max_retries": 1, "backoff": "None"}
     for queue in queues:
         job = await call(client, "POST", "/api/jobs", {
@@ -197,3 +199,26 @@ async def test_start_up_checks_read_the_config_of_every_primary(
         last.close()
     events = [entry["event"] for entry in logs]
     assert events == ["redis_eviction_enabled", "redis_persistence_disabled"]
+
+
+async def test_a_burst_of_claims_waits_for_connections_instead_of_failing(
+        cluster: LocalCluster, aiohttp_client: AiohttpClient,
+        cluster_settings: Settings) -> None:
+    """More concurrent requests than the per-node pool holds: they queue for a connection."""
+    settings = cluster_settings.model_copy(update={"redis_max_connections": 3})
+    client = await aiohttp_client(create_app(settings))
+    queues = spread_queues(settings.namespace)
+    await call(client, "POST", "/api/workers/register", {"worker_id": "w1", "labels": []}, 201)
+    jobs = [{"command": "true", "queue": queues[n % 3]} for n in range(50)]
+    for queue in queues:
+        await call(client, "POST", "/api/jobs/bulk",
+                   {"jobs": [job for job in jobs if job["queue"] == queue]}, 201)
+
+    async def one(n: int) -> tuple[int, Any]:
+        resp = await client.post("/api/jobs/claim", json={
+            "worker_id": "w1", "labels": [], "queues": [queues[n % 3]]})
+        return resp.status, await resp.json()
+
+    replies = await asyncio.gather(*(one(n) for n in range(50)))
+    assert [status for status, _ in replies] == [200] * 50, replies
+    assert len({body["job"]["id"] for _, body in replies}) == 50

@@ -59,6 +59,8 @@ async def _workload(client: TestClient[Any, Any], scheduler: Scheduler, qa: str,
                     qb: str) -> list[str]:
     """Every lifecycle path once; returns the ids it used (none may appear in the scrape)."""
     once = {"max_retries": 1, "backoff": "None"}
+    await _json(client, "POST", "/api/workers/register", {"worker_id": "w-ops",
+                                                          "labels": []}, 201)
     for priority in (1, 2, 3):
         await _json(client, "POST", "/api/jobs", {"command": "true", "queue": qa,
                     "priority": priority, "retry_policy": once}, 201)
@@ -80,8 +82,6 @@ async def _workload(client: TestClient[Any, Any], scheduler: Scheduler, qa: str,
                                               "delay_secs": 3600}, 201)
     await _json(client, "POST", "/api/jobs", {"command": "x", "queue": qb}, 201)
     lost = await _claim(client, qb, ttl=1)
-    await _json(client, "POST", "/api/workers/register", {"worker_id": "w-ops",
-                                                          "labels": []}, 201)
     await Reaper(scheduler).run_once(now_ms=lost["lease"]["expires_at_ms"] + 1)
     late = await client.post(f"/api/jobs/{lost['lease']['lease_id']}/complete", json={})
     assert late.status == 409

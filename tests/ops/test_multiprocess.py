@@ -52,6 +52,7 @@ def fleet(redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
 class Http:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
+        self.registered: set[str] = set()
 
     async def __call__(self, base: str, method: str, path: str, body: Any = None,
                        expect: int = 200, headers: dict[str, str] | None = None) -> Any:
@@ -63,6 +64,9 @@ class Http:
 
 async def _claim(http: Http, base: str, worker: str, queue: str, n: int, ttl: float = 30,
                  wait: float = 0) -> list[dict[str, Any]]:
+    if worker not in http.registered:  # a claim names a registered worker
+        await http(base, "POST", "/api/workers/register", {"worker_id": worker}, 201)
+        http.registered.add(worker)
     reply = await http(base, "POST", "/api/jobs/claim", {
         "worker_id": worker, "queues": [queue], "max_jobs": n, "lease_ttl_secs": ttl,
         "wait_secs": wait})
