@@ -73,6 +73,7 @@ async def test_many_viewers_of_many_jobs_share_a_few_connections(
                 assert resp.status < 300, await resp.text()
                 return await resp.json()
 
+        await call("/api/workers/register", {"worker_id": "w", "labels": []})
         leases: dict[str, str] = {}
         for n in range(JOBS):
             job = await call("/api/jobs", {"command": f"build {n}"})
