@@ -38,4 +38,5 @@ else
   unplace(ctx, job_key, job_id)
   finish(ctx, job_key, job_id, "cancelled", status)
 end
+announce(ctx)
 return {"OK", status}

@@ -45,4 +45,5 @@ for _, job_id in pairs(cjson.decode(redis.call("HGET", run_key, "jobs") or "{}")
     cancelled = cancelled + 1
   end
 end
+announce(ctx)
 return {"OK", run_id, cancelled}

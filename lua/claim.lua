@@ -106,6 +106,7 @@ for n = 1, wanted do
   if timeout_at > 0 and timeout_at < deadline then deadline = timeout_at end
   local lease_id = id .. "." .. ARGV[7 + n]
   redis.call("ZADD", P .. "leases", deadline, id)
+  note_due(ctx, "leases", id, deadline)
   redis.call("ZREM", best.key, best.member)
   redis.call("HSET", job_key, "status", "running", "lease_id", lease_id, "worker_id", worker_id,
     "lease_state", "active", "lease_ttl_cur_ms", ttl, "lease_granted_at_ms", ctx.now,
@@ -123,6 +124,7 @@ if claimed > 0 then
   if rate_limit > 0 then
     redis.call("SET", KEYS[7], rate_start .. ":" .. (rate_used + claimed), "PX", rate_per)
   end
+  announce(ctx)
   return reply
 end
 local next_due = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")

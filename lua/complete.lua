@@ -37,4 +37,5 @@ local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms"))
 redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
 finish(ctx, job_key, job_id, "success", "running")
 redis.call("ZREM", KEYS[2], job_id)
+announce(ctx)
 return {"OK", run_ms}

@@ -58,6 +58,7 @@ finish = function(ctx, job_key, id, status, from)
   local ttl = tonumber(f[1]) or 604800000
   redis.call("HSET", job_key, "status", status, "finished_at_ms", ctx.now)
   redis.call("ZADD", ctx.P .. "done", ctx.now + ttl, id)
+  note_due(ctx, "done", id, ctx.now + ttl)
   -- The reaper purges at now + ttl; these expiries are the backstop when no reaper runs.
   redis.call("PEXPIRE", job_key, ttl + 3600000)
   -- The end marker lets live log viewers stop exactly after the last chunk.
