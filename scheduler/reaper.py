@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import random
 import time
+from typing import cast
 
 import structlog
 from redis.asyncio.client import PubSub
@@ -145,11 +146,11 @@ class Reaper:
     async def _merge_legacy_index(self) -> None:
         """Moves queue names from the untagged SET older versions kept into the index."""
         redis, keys = self.scheduler.redis, self.scheduler.keys
-        names: set[str] = await redis.smembers(keys.legacy_queues)  # type: ignore[misc]
+        names = cast(set[str], await redis.smembers(keys.legacy_queues))
         if names:
             now = int(time.time() * 1000)
             await redis.zadd(keys.queues, dict.fromkeys(names, now), nx=True)
-            await redis.srem(keys.legacy_queues, *names)  # type: ignore[misc]
+            await redis.srem(keys.legacy_queues, *names)
 
     async def _record_pass(self) -> None:
         """Counts finished passes in Redis, so /metrics of any process shows a reaper is alive."""
