@@ -9,6 +9,8 @@
            {"NONE"}   no such token (never issued, deleted or revoked)
   Errors   none
   Writes   nothing
+  Derived  <ARGV[1]><worker id>  HASH  the token's worker record, read only
+  Bounds   creates nothing
   Cost     O(1)
 ]]
 

@@ -23,6 +23,19 @@
            {"PAUSED", "", now_ms} | {"FULL", "", now_ms} | {"RATE_LIMITED", due_ms, now_ms}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZREM ready:<lsid>; ZADD leases; HSET job:<id>; stats; events; promotes delayed jobs
+  Derived  P delayed       ZSET   delayed jobs
+           P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P labelsets     HASH   label-set index
+           P leases        ZSET   running jobs
+           P meta          HASH   (also KEYS[1])
+           P ready:<lsid>  ZSET   ready jobs of one label set
+           P stats         HASH   lifecycle counters
+  Bounds   P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           leases: one member per running job
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
+           rate: expires at the end of its window
   Cost     O(L + max_jobs * log N), L = number of distinct label sets with ready jobs
 ]]
 -- @include base

@@ -19,6 +19,8 @@
            | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZADD leases XX; HSET job:<id> lease_expires_at_ms, progress
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
   Cost     O(log N)
 ]]
 -- @include base

@@ -21,6 +21,15 @@
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   per expired lease: HSET job:<id>, ZREM leases, ZADD delayed | ready:<lsid> | done;
            per purge: DEL job:<id> and log:<id>, ZREM done and index; stats; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P log:<id>      STREAM the job's log
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           delayed: one member per delayed job
+           P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           done: one member per terminal job until its purge time
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(batch * log N)
 ]]
 -- @include base

@@ -24,6 +24,10 @@
            {"NAME_CONFLICT"}       the name belongs to another live worker
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker; ZADD workers; HSET names; HSET token; DEL old token; HINCRBY/DEL regtoken
+  Derived  <token prefix><digest>  HASH  the worker's previous token, deleted
+           <worker prefix><id>     HASH  the worker holding the name, read only
+  Bounds   worker, workers, names, token: one each per worker, removed when it is revoked
+           regtoken: expires at its TTL, deleted when its last use is consumed
   Cost     O(1)
 ]]
 -- @include base

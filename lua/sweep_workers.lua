@@ -12,6 +12,8 @@
   Returns  {"OK", marked_offline, next_offset}   next_offset = -1 when the set is done
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker status = offline
+  Derived  <ARGV[5]><worker id>  HASH  a worker record of the batch
+  Bounds   creates nothing (it sets a field of existing workers)
   Cost     O(batch)
 ]]
 -- @include base

@@ -1,5 +1,5 @@
 --[[
-  unindex_queue: drop a queue from the namespace's queue index if it has had no activity since a cutoff.
+  unindex_queue: drop a queue from the queue index unless it was active after a cutoff.
 
   KEYS[1]  queues  ZSET   {<ns>}:queues, member = queue name, score = last activity (ms)
 

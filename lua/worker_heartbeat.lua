@@ -11,6 +11,8 @@
   Returns  {"OK", drain (0|1)} | {"NOT_FOUND"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker last_heartbeat_ms, status, version, running_jobs, resource_usage
+  Derived  none (only KEYS)
+  Bounds   creates nothing: an unknown worker is NOT_FOUND, never created
   Cost     O(1)
 ]]
 -- @include base

@@ -1,9 +1,9 @@
 -- base: the clock seam, argument checks, events and ready-queue placement shared by every script.
 -- Every script that includes this file defines P, the queue's key prefix "{<ns>:<queue>}:",
 -- taken from KEYS[1] (the queue's meta key), so derived keys keep the declared hash tag.
--- Keys built here: P ready:<lsid> (ZSET, deleted by Redis when its last job leaves; its
--- labelsets entry is removed with it, see take_ready), P labelsets (HASH, only sets with ready
--- jobs), P delayed, P events (capped), P meta, P stats (fixed fields).
+-- Keys built here: P job:<id>; P ready:<lsid> (gone when its last job leaves, and its labelsets
+-- entry with it, see take_ready); P labelsets (only sets with ready jobs); P delayed; P events
+-- (MAXLEN ~); P meta; P stats (fixed fields); P leases, P done (note_due reads their heads).
 
 local function num(value, name)
   local n = tonumber(value)
