@@ -18,9 +18,6 @@
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   XADD log:<id>; HSET job:<id> log_lease, log_seq
-  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
-           P log:<id>      STREAM the job's log
-  Bounds   P log:<id>: deleted with its job (PEXPIRE backstop); capped at log_maxlen entries
   Cost     O(count)
 ]]
 -- @include base
