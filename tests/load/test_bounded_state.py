@@ -79,7 +79,8 @@ async def _reaper_pass_ms(sched: Scheduler, busy_queues: int) -> dict[str, float
         start = time.perf_counter()
         await reaper.sweep()
         sweep_ms = (time.perf_counter() - start) * 1000
-        passes, visited = [], []
+        passes: list[float] = []
+        visited: list[int] = []
         for _ in range(REAP_ROUNDS):
             await sched.submit(JobSpec(queue="hot", command="x"))
             await sched.claim("dead", [], queues=["hot"], lease_ttl_secs=0.02)
@@ -124,7 +125,8 @@ async def test_claims_and_reaper_passes_do_not_pay_for_dead_state(tmp_path: Path
             await client.aclose()
         server.stop()
 
-    claim_fresh, claim_churned = statistics.median(usec["fresh"]), statistics.median(usec["churned"])
+    claim_fresh = statistics.median(usec["fresh"])
+    claim_churned = statistics.median(usec["churned"])
     report = {
         "claim_redis_usec_fresh": round(claim_fresh, 2),
         "claim_redis_usec_after_churn": round(claim_churned, 2),
