@@ -76,18 +76,18 @@ async def _reaper_pass_ms(sched: Scheduler, busy_queues: int) -> dict[str, float
     listener = asyncio.create_task(reaper._listen())
     try:
         await asyncio.wait_for(reaper._subscribed.wait(), timeout=5)
-        start = time.perf_counter()
+        began = time.perf_counter()
         await reaper.sweep()
-        sweep_ms = (time.perf_counter() - start) * 1000
+        sweep_ms = (time.perf_counter() - began) * 1000
         passes: list[float] = []
         visited: list[int] = []
         for _ in range(REAP_ROUNDS):
             await sched.submit(JobSpec(queue="hot", command="x"))
             await sched.claim("dead", [], queues=["hot"], lease_ttl_secs=0.02)
             await asyncio.sleep(0.05)  # the lease lapses; its deadline came by message
-            start = time.perf_counter()
+            began = time.perf_counter()
             report = await reaper.reap_due()
-            passes.append((time.perf_counter() - start) * 1000)
+            passes.append((time.perf_counter() - began) * 1000)
             visited.append(reaper.visited)
             assert report.expired == 1
             await sched.claim("dead", [], queues=["hot"], lease_ttl_secs=3600)  # keep it out
