@@ -199,7 +199,7 @@ class Reaper:
                 report = await self.sweep()
                 if report.expired or report.purged:
                     log.info("reaper_sweep_finished", queues=self.visited, **report.model_dump())
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 log.warning("reaper_sweep_failed", error=str(exc))
                 await asyncio.sleep(1)
                 continue
