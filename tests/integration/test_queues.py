@@ -293,7 +293,7 @@ async def test_forgetting_refuses_a_queue_a_job_reached_meanwhile(scheduler: Sch
 
 
 async def test_queues_of_the_old_untagged_set_join_the_index(scheduler: Scheduler) -> None:
-    await scheduler.redis.sadd(scheduler.keys.legacy_queues, "old")  # type: ignore[misc]
+    await scheduler.redis.sadd(scheduler.keys.legacy_queues, "old")
     await Reaper(scheduler).run_once(now_ms=T0)
     assert await scheduler.queues() == ["old"]
     assert await scheduler.redis.exists(scheduler.keys.legacy_queues) == 0
