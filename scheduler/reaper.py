@@ -163,37 +163,36 @@ class Reaper:
     # -- running ---------------------------------------------------------------------------------
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Runs a pass every interval (with 10% jitter) until ``stop`` is set; sweeps and the
-        deadline messages run beside it."""
+        """Runs a pass every interval (with 10% jitter) until ``stop`` is set: the first one, once
+        subscribed to deadline messages, sweeps every queue; later sweeps run beside the passes."""
         log.info("reaper_started", interval_secs=self.interval_secs)
-        tasks = [asyncio.create_task(self._listen(), name="leasehold-reaper-due"),
-                 asyncio.create_task(self._sweep_forever(stop), name="leasehold-reaper-sweep")]
+        listener = asyncio.create_task(self._listen(), name="leasehold-reaper-due")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+        sweeper = asyncio.create_task(self._sweep_forever(stop), name="leasehold-reaper-sweep")
         try:
             while not stop.is_set():
                 try:
-                    if self._swept:
-                        report = await self.reap_due()
-                        report.workers_offline = await self.workers.sweep()
-                        await self._record_pass()
-                        if report.expired or report.purged:
-                            log.info("reaper_pass_finished", **report.model_dump())
-                except RedisError as exc:
+                    report = await self.run_once()
+                    if report.expired or report.purged:
+                        log.info("reaper_pass_finished", **report.model_dump())
+                except (RedisError, OSError) as exc:
                     log.warning("reaper_pass_failed", error=str(exc))
                 delay = self.interval_secs * random.uniform(0.9, 1.1)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
         finally:
-            for task in tasks:
+            for task in (listener, sweeper):
                 task.cancel()
-            await asyncio.wait(tasks, timeout=2)
+            await asyncio.wait({listener, sweeper}, timeout=2)
             await self._close_pubsub()
         log.info("reaper_stopped")
 
     async def _sweep_forever(self, stop: asyncio.Event) -> None:
-        # Sweep once subscribed, so a deadline set during the first sweep is not missed.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+        """Sweeps every ``SWEEP_SECS``, and at once after a lost subscription."""
         while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), timeout=SWEEP_SECS)
             self._sweep_now.clear()
             try:
                 report = await self.sweep()
@@ -201,10 +200,8 @@ class Reaper:
                     log.info("reaper_sweep_finished", queues=self.visited, **report.model_dump())
             except (RedisError, OSError) as exc:
                 log.warning("reaper_sweep_failed", error=str(exc))
+                self._sweep_now.set()
                 await asyncio.sleep(1)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_now.wait(), timeout=SWEEP_SECS)
 
     async def _listen(self) -> None:
         """Follows deadline messages; after a lost subscription a sweep covers the gap."""
