@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     result_ttl_secs: float = Field(
         default=7 * 86400, gt=0, validation_alias=_env("RESULT_TTL_SECS")
     )
+    queue_idle_secs: float = Field(
+        default=86400.0, ge=0, validation_alias=_env("QUEUE_IDLE_SECS")
+    )
     events_maxlen: int = Field(default=10_000, ge=100, validation_alias=_env("EVENTS_MAXLEN"))
     log_maxlen: int = Field(default=100_000, ge=10, validation_alias=_env("LOG_MAXLEN"))
     log_max_bytes: int = Field(default=16 << 20, ge=1024, validation_alias=_env("LOG_MAX_BYTES"))
