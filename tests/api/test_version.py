@@ -13,13 +13,17 @@ from tests.api.harness import Api
 BIN = Path(sys.executable).parent / "leasehold"
 
 
+def _checkout_commit() -> str | None:
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, cwd=Path(__file__).parent, check=False)
+    return head.stdout.strip() or None
+
+
 async def test_version_is_public_and_names_the_release_and_commit(api: Api) -> None:
     reply = await api.get("/version", token=None)
     assert reply.status == 200
     assert reply.body["version"] == __version__
-    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
-    assert reply.body.get("commit") == (commit or None)
+    assert reply.body.get("commit") == _checkout_commit()
     assert set(reply.body) <= {"version", "commit"}
 
 
