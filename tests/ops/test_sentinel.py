@@ -44,10 +44,10 @@ class Sentinel:
 
     def master_port(self) -> int | None:
         try:
-            addr = self.client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+            addr = self.client.sentinel_get_master_addr_by_name(MASTER)
         except redis.ConnectionError:
             return None
-        return int(addr[1]) if addr else None
+        return int(addr[1]) if isinstance(addr, (tuple, list)) else None
 
     @staticmethod
     def wait(done: object, what: str, within: float = 30) -> None:
@@ -115,7 +115,7 @@ def test_serve_follows_the_sentinels_master_through_a_failover(
         assert _submit(base) is not None
         assert _job_keys(master.port, namespace) > 0  # written to the master the sentinel named
 
-        sentinel.client.execute_command("SENTINEL", "FAILOVER", MASTER)
+        sentinel.client.sentinel_failover(MASTER)
         sentinel.wait(lambda: sentinel.master_port() == replica.port, "the failover")
         with (redis.Redis(port=replica.port, decode_responses=True) as promoted,
               redis.Redis(port=master.port, decode_responses=True) as demoted):
