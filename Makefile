@@ -27,8 +27,12 @@ test-all: install
 bench-claim: install
 	$(BIN)/pytest -q -s -m load tests/load/test_claim_depth.py
 
+# Without redis-server on PATH, say so and keep state in the process only (--ephemeral).
 run: install
-	$(BIN)/leasehold serve --with-reaper
+	@if command -v redis-server >/dev/null 2>&1; then exec $(BIN)/leasehold serve --with-reaper; \
+	else echo "redis-server is not on PATH: running with --ephemeral (state is lost at exit;" \
+	  "install redis-server to keep it)" >&2; \
+	  exec $(BIN)/leasehold serve --with-reaper --ephemeral; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist

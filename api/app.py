@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from leasehold import __version__
 from leasehold.api.routes import jobs, leases, logs, ops, ui, workers, workflows  # noqa: F401
@@ -36,6 +36,11 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     await services.close()
 
 
+async def _server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp would announce its own and Python's versions to every client."""
+    response.headers[hdrs.SERVER] = "leasehold"
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[cors_middleware, request_context, failure_limit_middleware,
@@ -46,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITER] = FailureLimiter(settings.auth_failures_per_minute)
     app[ROUTER] = router
     app[LIVE_STREAMS] = weakref.WeakSet()
+    app.on_response_prepare.append(_server_header)
     app.on_shutdown.append(close_live_streams)
     app.cleanup_ctx.append(_services_ctx)
     router.install(app)

@@ -22,6 +22,8 @@
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   XADD log:<id>; HSET job:<id> log_lease, log_seq, log_bytes, log_truncated
+  Derived  P job:<id>      HASH   the job record (id from ARGV)
+           P log:<id>      STREAM the job's log
   Bounds   log:<id> is created only by a chunk; it holds at most log_max_bytes of data (plus the
            truncation notice) and log_maxlen entries, and expires with the job (finish sets its
            expiry, the reaper's purge deletes it)

@@ -11,7 +11,8 @@
            {"NONE"}   no such token (never issued, deleted or revoked)
   Errors   none
   Writes   nothing
-  Bounds   creates no key
+  Derived  <ARGV[1]><worker id>  HASH  the token's worker record, read only
+  Bounds   creates nothing
   Cost     O(1)
 ]]
 

@@ -16,6 +16,11 @@
            {"NOT_FOUND"} | {"JOB_FINISHED", status}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET job:<id>; ZREM ready:<lsid> | delayed | leases; ZADD done; stats; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           done: one member per terminal job until its purge time
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(log N)
 ]]
 -- @include base
@@ -38,4 +43,5 @@ else
   unplace(ctx, job_key, job_id)
   finish(ctx, job_key, job_id, "cancelled", status)
 end
+announce(ctx)
 return {"OK", status}

@@ -17,6 +17,14 @@
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   per job: HSET job:<id>; ZREM ready:<lsid> | delayed | leases; ZADD done; stats; events;
            HSET wfrun:<run_id> cancel_requested
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P wf:<id>       HASH   active_run and run counter of a workflow
+           P wfrun:<run>   HASH   one workflow run
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           done: one member per terminal job until its purge time
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
+           P wf:<id>, P wfrun:<run>, P wfruns:<id>: per workflow and run (run retention)
   Cost     O(jobs of the run * log N)
 ]]
 -- @include base
@@ -45,4 +53,5 @@ for _, job_id in pairs(cjson.decode(redis.call("HGET", run_key, "jobs") or "{}")
     cancelled = cancelled + 1
   end
 end
+announce(ctx)
 return {"OK", run_id, cancelled}

@@ -25,6 +25,19 @@
            {"PAUSED", "", now_ms} | {"FULL", "", now_ms} | {"RATE_LIMITED", due_ms, now_ms}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZREM ready:<lsid>; ZADD leases; HSET job:<id>; stats; events; promotes delayed jobs
+  Derived  P delayed       ZSET   delayed jobs
+           P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P labelsets     HASH   label-set index
+           P leases        ZSET   running jobs
+           P meta          HASH   (also KEYS[1])
+           P ready:<lsid>  ZSET   ready jobs of one label set
+           P stats         HASH   lifecycle counters
+  Bounds   P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           leases: one member per running job
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
+           rate: expires at the end of its window
   Cost     O(L + max_jobs * (log N + D)), L = number of distinct label sets with ready jobs,
            D = direct dependencies of a workflow job (plus the bytes of their outputs)
 ]]
@@ -110,6 +123,7 @@ for n = 1, wanted do
   if timeout_at > 0 and timeout_at < deadline then deadline = timeout_at end
   local lease_id = id .. "." .. ARGV[7 + n]
   redis.call("ZADD", P .. "leases", deadline, id)
+  note_due(ctx, "leases", id, deadline)
   redis.call("ZREM", best.key, best.member)
   redis.call("HSET", job_key, "status", "running", "lease_id", lease_id, "worker_id", worker_id,
     "lease_state", "active", "lease_ttl_cur_ms", ttl, "lease_granted_at_ms", ctx.now,
@@ -127,6 +141,7 @@ if claimed > 0 then
   if rate_limit > 0 then
     redis.call("SET", KEYS[7], rate_start .. ":" .. (rate_used + claimed), "PX", rate_per)
   end
+  announce(ctx)
   return reply
 end
 local next_due = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")

@@ -19,6 +19,11 @@
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET job:<id> status, outputs, lease_state; ZREM leases; ZADD done; stats; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           done: one member per terminal job until its purge time
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(log N)
 ]]
 -- @include base
@@ -37,4 +42,5 @@ local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms"))
 redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
 finish(ctx, job_key, job_id, "success", "running")
 redis.call("ZREM", KEYS[2], job_id)
+announce(ctx)
 return {"OK", run_ms}

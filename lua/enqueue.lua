@@ -32,6 +32,24 @@
   Writes   HSET job:<id>; ZADD ready:<lsid> or delayed; ZADD index; SET unique:<key>; stats; events;
            with a run: HSET wfrun:<run_id>, ZADD wfruns:<workflow_id> (score = the workflow's
            run number, so runs started in one millisecond keep their order), HSET wf:<workflow_id>
+  Derived  P index         ZSET   listing order
+           P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P meta          HASH   (also KEYS[1])
+           P stats         HASH   lifecycle counters
+           P unique:<key>  STRING job id holding a unique_key
+           P wf:<id>       HASH   active_run and run counter of a workflow
+           P wfrun:<run>   HASH   one workflow run
+           P wfruns:<id>   ZSET   run ids of a workflow
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           delayed: one member per delayed job
+           index: one member per job until it is purged
+           P unique:<key>: expires unique_ttl after its job ends
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
+           meta: fixed fields; deleted when an idle empty queue is forgotten (forget_queue)
+           P wf:<id>, P wfrun:<run>, P wfruns:<id>: per workflow and run (run retention)
   Cost     O(count * (fields + log N))
 ]]
 -- @include base

@@ -23,6 +23,14 @@
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET job:<id>; ZREM leases; ZADD delayed or ready:<lsid> or done; stats; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           delayed: one member per delayed job
+           P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           done: one member per terminal job until its purge time
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(log N)
 ]]
 -- @include base

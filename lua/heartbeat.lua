@@ -19,6 +19,8 @@
            | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZADD leases XX; HSET job:<id> lease_expires_at_ms, progress
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
   Cost     O(log N)
 ]]
 -- @include base
@@ -48,10 +50,12 @@ if cancelled == 0 then
   local timeout_at = tonumber(f[2]) or 0
   if timeout_at > 0 and timeout_at < expires then expires = timeout_at end
   redis.call("ZADD", KEYS[2], "XX", expires, job_id)
+  if expires < tonumber(f[3]) then note_due(ctx, "leases", job_id, expires) end
   redis.call("HSET", job_key, "lease_expires_at_ms", expires, "lease_ttl_cur_ms", ttl,
     "lease_granted_at_ms", ctx.now)
   if ARGV[6] ~= "" then redis.call("HSET", job_key, "progress", ARGV[6]) end
   if ARGV[7] == "1" then redis.call("HSET", job_key, "progress_message", ARGV[8]) end
 end
+announce(ctx)
 local granted = redis.call("HGET", job_key, "lease_granted_at_ms")
 return {"OK", expires, ttl, granted, f[4], cancelled, f[5], f[6] or "", f[7] or ""}

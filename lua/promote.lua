@@ -11,6 +11,9 @@
   Returns  {"OK", promoted, next_due_ms}   next_due_ms = "" when nothing is delayed
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   ZADD ready:<lsid>; ZREM delayed; HSET labelsets
+  Derived  none in this body (lib/base builds P job:<id> and P ready:<lsid> for it)
+  Bounds   P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
   Cost     O(batch * log N)
 ]]
 -- @include base

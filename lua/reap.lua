@@ -15,10 +15,21 @@
   ARGV[3]  batch         integer > 0, the most items handled per kind of work
   ARGV[4]  seed          integer, seeds the backoff jitter
 
-  Returns  {"OK", expired, promoted, purged, more}   more = 1 when a batch was full
+  Returns  {"OK", expired, promoted, purged, more, next_due_ms}   more = 1 when a batch was
+           full; next_due_ms = the earliest head of leases, delayed and done ("" = none), when
+           this queue next has work for a reaper
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   per expired lease: HSET job:<id>, ZREM leases, ZADD delayed | ready:<lsid> | done;
            per purge: DEL job:<id> and log:<id>, ZREM done and index; stats; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P log:<id>      STREAM the job's log
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           delayed: one member per delayed job
+           P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           done: one member per terminal job until its purge time
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(batch * log N)
 ]]
 -- @include base
@@ -61,4 +72,9 @@ end
 wake(ctx)
 local more = 0
 if #expired == batch or promoted == batch or #purge == batch then more = 1 end
-return {"OK", #expired, promoted, #purge, more}
+local next_due = ""
+for _, key in ipairs({KEYS[2], KEYS[3], KEYS[5]}) do
+  local head = redis.call("ZRANGE", key, 0, 0, "WITHSCORES")[2]
+  if head and (next_due == "" or tonumber(head) < next_due) then next_due = tonumber(head) end
+end
+return {"OK", #expired, promoted, #purge, more, next_due}

@@ -25,6 +25,8 @@
            {"NAME_CONFLICT"}       the name belongs to another live worker
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker; ZADD workers; HSET names; HSET token; DEL old token; HINCRBY/DEL regtoken
+  Derived  <token prefix><digest>  HASH  the worker's previous token, deleted
+           <worker prefix><id>     HASH  the worker holding the name, read only
   Bounds   the worker record, its name and its token live until revoked or until the reaper's
            worker sweep forgets the worker (LEASEHOLD_WORKER_RETENTION_SECS after its last sign
            of life); a registration token expires at its TTL

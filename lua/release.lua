@@ -17,6 +17,10 @@
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET job:<id> status, lease_state; ZADD ready:<lsid>; ZREM leases; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+  Bounds   P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(log N)
 ]]
 -- @include base

@@ -16,6 +16,15 @@
            run is not retried alone: its run has counted it and skipped its dependants)
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET job:<id>; ZADD ready:<lsid>; ZREM done; PERSIST job:<id>; stats; events
+  Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
+           P log:<id>      STREAM the job's log
+           P unique:<key>  STRING job id holding a unique_key
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+           P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
+           labelsets: only label sets with ready jobs
+           P unique:<key>: expires unique_ttl after its job ends
+           stats: one counter per kind and status; deleted with an idle empty queue
+           events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
   Cost     O(log N)
 ]]
 -- @include base

@@ -17,6 +17,8 @@
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker status = offline; for a removed worker: DEL worker and its token,
            ZREM workers, HDEL names (when the name still maps to it)
+  Derived  <ARGV[6]><worker id>  HASH  a worker record of the batch
+           <ARGV[7]><digest>     HASH  a removed worker's token
   Bounds   creates no key; removes what a silent worker left, so the worker keys hold live
            workers plus those silent for less than the retention
   Cost     O(batch)

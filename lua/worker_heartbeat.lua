@@ -11,6 +11,7 @@
   Returns  {"OK", drain (0|1)} | {"NOT_FOUND"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker last_heartbeat_ms, status, version, running_jobs, resource_usage
+  Derived  none (only KEYS)
   Bounds   creates no key (writes only an existing worker record)
   Cost     O(1)
 ]]

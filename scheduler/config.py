@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "json", "console")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+SENTINEL_PORT = 26379
 
 
 def _env(name: str, *seed_names: str) -> AliasChoices:
@@ -20,6 +27,10 @@ class Settings(BaseSettings):
         default=10, ge=2, le=10_000, validation_alias=_env("REDIS_MAX_CONNECTIONS")
     )
     redis_cluster: bool = Field(default=False, validation_alias=_env("REDIS_CLUSTER"))
+    redis_wait_secs: float = Field(
+        default=30.0, ge=0, le=3600, validation_alias=_env("REDIS_WAIT_SECS")
+    )
+    embedded: bool = Field(default=True, validation_alias=_env("EMBEDDED"))
     namespace: str = Field(
         default="lh", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_env("NAMESPACE")
     )
@@ -50,10 +61,12 @@ class Settings(BaseSettings):
         default=30, ge=1, validation_alias=_env("AUTH_FAILURES_PER_MINUTE")
     )
     log_level: str = Field(default="info", validation_alias=_env("LOG_LEVEL"))
-    log_format: str = Field(default="auto", pattern="^(auto|json|console)$",
-                            validation_alias=_env("LOG_FORMAT"))
+    log_format: str = Field(default="auto", validation_alias=_env("LOG_FORMAT"))
     result_ttl_secs: float = Field(
         default=7 * 86400, gt=0, validation_alias=_env("RESULT_TTL_SECS")
+    )
+    queue_idle_secs: float = Field(
+        default=86400.0, ge=0, validation_alias=_env("QUEUE_IDLE_SECS")
     )
     events_maxlen: int = Field(default=10_000, ge=100, validation_alias=_env("EVENTS_MAXLEN"))
     log_maxlen: int = Field(default=100_000, ge=10, validation_alias=_env("LOG_MAXLEN"))
@@ -64,3 +77,64 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES")
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in LOG_FORMATS:
+            raise ValueError("must be one of " + ", ".join(LOG_FORMATS))
+        return value.lower()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)
+        return value
+
+
+def check_redis_url(url: str) -> None:
+    """Raises ValueError naming what is wrong with a Redis URL this service cannot use."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError("must start with " + ", ".join(f"{s}://" for s in REDIS_SCHEMES))
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("unix:// needs a socket path, e.g. unix:///run/redis.sock")
+    elif parts.scheme == "redis+sentinel":
+        sentinel_parts(url)
+    else:
+        try:
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise ValueError("has a port that is not a number in 0-65535") from None
+        if not parts.hostname:
+            raise ValueError("names no host, e.g. redis://localhost:6379/0")
+
+
+def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
+    """``redis+sentinel://[:password@]host[:port],host[:port]/master-name[/db]``: the sentinels,
+    the master's name and the database number."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    sentinels: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = port, str(SENTINEL_PORT)
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("needs sentinels as host:port,host:port (got "
+                             f"{item.strip() or 'nothing'!r})")
+        sentinels.append((host.strip("[]"), int(port)))
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("needs the master's name after the sentinels, e.g. "
+                         "redis+sentinel://s1:26379,s2:26379/mymaster")
+    return sentinels, path[0], int(path[1]) if len(path) == 2 else 0

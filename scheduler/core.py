@@ -116,13 +116,14 @@ class Scheduler(SchedulerReads):
         return codec.job_from_record(record)
 
     async def remember_queue(self, queue: str) -> None:
-        """Adds the queue to the registry the reaper walks. Added again at most every
+        """Adds the queue to the queue index with its last activity. Added again at most every
         ``QUEUE_REFRESH_SECS``, not once per process: a Redis that lost its data (restart
-        without persistence, failover) must learn the queue again, or no reaper would ever
-        expire its leases."""
+        without persistence, failover), or a reaper that forgot the queue while it was idle,
+        must learn it again, or no reaper would ever expire its leases. Scores only grow (GT),
+        so a reaper never forgets a queue some process touched after the reaper looked."""
         now = time.monotonic()
         if now - self._known_queues.get(queue, -QUEUE_REFRESH_SECS) >= QUEUE_REFRESH_SECS:
-            await self.redis.sadd(self.keys.queues, queue)
+            await self.redis.zadd(self.keys.queues, {queue: int(time.time() * 1000)}, gt=True)
             self._known_queues[queue] = now
 
     async def cancel(self, job_id: str, now_ms: int | None = None) -> JobStatus:

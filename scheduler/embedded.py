@@ -1,7 +1,10 @@
-"""An embedded Redis for one-command local runs: a private redis-server child, else fakeredis."""
+"""An embedded Redis for one-command local runs: a private redis-server child (or fakeredis on
+request), the data directory's lock and its saved admin token."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
 import time
@@ -9,18 +12,77 @@ from pathlib import Path
 
 import redis
 
+from leasehold.scheduler.auth import new_secret
+
 FAKE_URL = "fakeredis://embedded"
+LOCK_FILE = "serve.lock"
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+class DataDirInUse(Exception):
+    """Another ``leasehold serve`` (or the redis-server it started) holds the data directory."""
+
+    def __init__(self, data_dir: Path, holder: str) -> None:
+        super().__init__(f"{data_dir} is in use by leasehold serve pid {holder or '?'} (or the "
+                         "redis-server it started)")
+
+
+class DataDirLock:
+    """An exclusive flock on ``<data_dir>/serve.lock`` for the life of the process, shared with
+    the embedded redis-server so that an orphaned server keeps it too."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise DataDirInUse(self.data_dir, holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def saved_admin_token(data_dir: Path) -> tuple[str, Path, bool]:
+    """The admin token kept in ``<data_dir>/admin-token`` (mode 0600), made on first use:
+    (token, path, whether it was just made)."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = new_secret("lha_")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        saved = path.read_text().strip()
+        if saved:
+            os.chmod(path, 0o600)
+            return saved, path, False
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token, path, True
 
 
 class EmbeddedRedis:
     """Runs ``redis-server`` on a unix socket with AOF data in ``data_dir`` for the process's life.
 
-    Without the binary, ``start()`` returns ``FAKE_URL`` and the service keeps its state in
-    process memory (lost at exit).
+    Without the binary, ``start()`` returns ``FAKE_URL`` (state in process memory, lost at exit);
+    ``leasehold serve`` checks ``available`` first and uses that only when asked to.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, lock: DataDirLock | None = None) -> None:
         self.data_dir = data_dir
+        self.lock = lock
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,6 +102,7 @@ class EmbeddedRedis:
              "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction",
              "--daemonize", "no", "--logfile", str((self.data_dir / "redis.log").resolve())],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=() if self.lock is None or self.lock.fd is None else (self.lock.fd,),
         )
         url = f"unix://{socket_path}"
         self._wait(url)

@@ -100,6 +100,11 @@ class QueueKeys:
     def ready(self, lsid: str) -> str:
         return f"{self.prefix}ready:{lsid}"
 
+    @property
+    def due_channel(self) -> str:
+        """Pub/sub channel on which scripts announce a new earliest deadline to reapers."""
+        return self.prefix + "due"
+
 
 @dataclass(frozen=True)
 class Keyspace:
@@ -112,7 +117,12 @@ class Keyspace:
 
     @property
     def queues(self) -> str:
-        """SET of every queue name that ever had a job (what the reaper walks)."""
+        """ZSET queue name -> last activity (ms): queues with jobs, settings or recent use."""
+        return self.global_prefix + "queues"
+
+    @property
+    def legacy_queues(self) -> str:
+        """The SET of queue names older versions kept (no hash tag); merged into ``queues``."""
         return f"{self.namespace}:queues"
 
     # Workers and tokens share the namespace's own hash tag, so their scripts run on Cluster too.

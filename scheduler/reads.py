@@ -121,8 +121,14 @@ class SchedulerReads:
         return jobs, after
 
     async def queues(self) -> list[str]:
-        names = cast(set[str], await self.redis.smembers(self.keys.queues))
-        return sorted(names)
+        """The queues of the queue index: those with jobs, settings or recent activity."""
+        return sorted(name for name, _ in await self.queue_activity())
+
+    async def queue_activity(self) -> list[tuple[str, int]]:
+        """(queue, last activity ms) of every indexed queue."""
+        pairs = cast(list[tuple[str, float]],
+                     await self.redis.zrange(self.keys.queues, 0, -1, withscores=True))
+        return [(name, int(score)) for name, score in pairs]
 
     async def counters(self, queue: str) -> dict[str, int]:
         """Lifecycle counters the scripts keep: submitted, claimed, finished:<status>, ..."""

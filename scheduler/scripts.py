@@ -244,6 +244,14 @@ class Scripts:
         args = [_now(now_ms), self.events_maxlen, batch, random.randrange(1, 2**31)]
         return await self._call("reap", keys, args)
 
+    async def forget_queue(self, q: QueueKeys, idle_ms: int, now_ms: int | None) -> Reply:
+        keys = [q.meta, q.labelsets, q.delayed, q.leases, q.done, q.index, q.stats, q.events,
+                q.rate]
+        return await self._call("forget_queue", keys, [_now(now_ms), idle_ms])
+
+    async def unindex_queue(self, ks: Keyspace, queue: str, cutoff_ms: int) -> Reply:
+        return await self._call("unindex_queue", [ks.queues], [queue, cutoff_ms])
+
     async def append_logs(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, log_maxlen: int,
         count: int, flat_chunks: list[str | int], now_ms: int | None, log_max_bytes: int,

@@ -12,34 +12,42 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, cast
 
-import structlog
 from aiohttp import web
 
 from leasehold import __version__
 from leasehold.api.app import create_app
 from leasehold.api.cli import token as token_cli
+from leasehold.api.cli.startup import (
+    LocalState,
+    StartupError,
+    admin_token,
+    banner,
+    check_server_url,
+    load_settings,
+    open_redis,
+    wait_for_redis_or_fail,
+)
 from leasehold.api.server.logging import configure_logging
-from leasehold.scheduler.auth import new_secret
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.connection import connect_settings
 from leasehold.scheduler.core import Scheduler
-from leasehold.scheduler.embedded import FAKE_URL, EmbeddedRedis
 from leasehold.scheduler.reaper import Reaper
 
-log = structlog.get_logger("leasehold")
+_FLAGS = {"redis_url": "--redis-url", "host": "--host", "port": "--port",
+          "reap_interval_secs": "--interval"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("redis_url", "host", "port", "reap_interval_secs"):
+    for name in _FLAGS:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
     if getattr(args, "no_auth", False):
         overrides["auth"] = False
-    return Settings(**overrides)
+    return load_settings(overrides, _FLAGS)
 
 
 async def _reaper_task(settings: Settings) -> AsyncIterator[None]:
@@ -74,8 +82,8 @@ def _reaper(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     if settings.redis_url is None:
-        print("leasehold reaper: set LEASEHOLD_REDIS_URL or --redis-url", file=sys.stderr)
-        return 2
+        raise StartupError("LEASEHOLD_REDIS_URL is not set: set it, or give --redis-url")
+    wait_for_redis_or_fail(settings, "reaper")
     asyncio.run(run_reaper(settings))
     return 0
 
@@ -103,60 +111,52 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     if not settings.auth and not _is_loopback(settings.host) and not settings.allow_insecure:
-        print(f"leasehold serve: refusing to run without auth on {settings.host}; bind to "
-              "127.0.0.1 or set LEASEHOLD_ALLOW_INSECURE=1", file=sys.stderr)
-        return 2
-    embedded: EmbeddedRedis | None = None
-    if settings.redis_url is None:
-        embedded = EmbeddedRedis(Path(args.data_dir) / "redis")
-        url = embedded.start()
-        if url == FAKE_URL:
-            log.warning("embedded_fakeredis", hint="redis-server is not on PATH: state lives in "
-                        "this process and is lost at exit")
-        settings = settings.model_copy(update={"redis_url": url})
-    admin_token = None
-    if settings.auth and not settings.admin_token:
-        admin_token = new_secret("lha_")
-        settings = settings.model_copy(update={"admin_token": admin_token})
+        raise StartupError(f"refusing to run without auth on {settings.host}; bind to "
+                           "127.0.0.1 or set LEASEHOLD_ALLOW_INSECURE=1")
+    state = LocalState(Path(args.data_dir))
+    try:
+        settings = open_redis(settings, state, args.ephemeral)
+        settings = admin_token(settings, state)
+        _run_app(settings, state, args.with_reaper)
+    finally:
+        state.close()
+    return 0
+
+
+def _run_app(settings: Settings, state: LocalState, with_reaper: bool) -> None:
     app = create_app(settings)
-    if args.with_reaper:
+    if with_reaper:
         app.cleanup_ctx.append(lambda _app: _reaper_task(settings))
     base = f"http://{settings.host}:{settings.port}"
+    lines = [f"Leasehold is serving {base}  (API docs: {base}/docs)", *state.notes]
+    if not settings.auth:
+        lines.append("Auth is OFF (local development only)")
 
     async def announce(_app: web.Application) -> None:
-        print(f"Leasehold is serving {base}  (API docs: {base}/docs)", flush=True)
-        if admin_token:
-            print(f"Admin token (shown once): {admin_token}", flush=True)
-        elif not settings.auth:
-            print("Auth is OFF (local development only)", flush=True)
+        banner(lines)
 
     app.on_startup.append(announce)
     # Thousands of live viewers churn many short-lived objects: rarer, cheaper collections keep
     # full-GC pauses (150+ ms) out of log delivery; start-up objects never need scanning again.
     gc.freeze()
     gc.set_threshold(5000, 10, 10)
-    try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None,
-                    shutdown_timeout=10, access_log=None, loop=new_event_loop(),
-                    # a long-poll claim whose client went away must not lease jobs to nobody
-                    handler_cancellation=True)
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    return 0
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=10, access_log=None, loop=new_event_loop(),
+                # a long-poll claim whose client went away must not lease jobs to nobody
+                handler_cancellation=True)
 
 
 def _agent(args: argparse.Namespace) -> int:
     from leasehold.api.fleet.agent import Agent, AgentConfig
     from leasehold.api.fleet.client import LeaseholdError, Unauthorized, Unavailable
 
-    configure_logging(os.environ.get("LEASEHOLD_LOG_LEVEL", "info"))
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
     server = args.server or os.environ.get("LEASEHOLD_SERVER")
     token = args.token or os.environ.get("LEASEHOLD_TOKEN")
     if not server or not token:
-        print("leasehold agent: give --server and --token (or LEASEHOLD_SERVER and "
-              "LEASEHOLD_TOKEN)", file=sys.stderr)
-        return 2
+        raise StartupError("give --server and --token (or LEASEHOLD_SERVER and LEASEHOLD_TOKEN)")
+    check_server_url(server)
     config = AgentConfig(
         server=server, token=token, slots=args.slots, labels=args.label or [],
         queues=args.queue or ["default"], lease_ttl_secs=args.lease_ttl,
@@ -220,6 +220,27 @@ Run "leasehold COMMAND --help" for a command's options. Settings come from LEASE
 environment variables; a flag overrides its variable."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """A wrong flag is one line naming it (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 class _Help(argparse.RawDescriptionHelpFormatter):
     """Shows each option's default (when it has one) and keeps the descriptions' line breaks."""
 
@@ -236,10 +257,12 @@ def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leasehold", description=_DESCRIPTION,
+    parser = _Parser(prog="leasehold", description=_DESCRIPTION,
                                      formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"leasehold {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every subcommand's parser is a _Parser too (one-line errors)
+    commands = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+                    parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     serve = _command(commands, "serve", "run the HTTP API")
     serve.add_argument("--host", help="address to listen on (LEASEHOLD_HOST; default 127.0.0.1)")
@@ -250,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accept requests without tokens (loopback addresses only)")
     serve.add_argument("--with-reaper", action="store_true", help="run a reaper in-process")
     serve.add_argument("--data-dir", default=os.environ.get("LEASEHOLD_DATA_DIR", ".leasehold"),
-                       help="where the embedded Redis keeps its data (LEASEHOLD_DATA_DIR)")
+                       help="where the embedded Redis keeps its data, the admin token and "
+                       "the lock that allows one serve per directory (LEASEHOLD_DATA_DIR)")
+    serve.add_argument("--ephemeral", action="store_true",
+                       help="without a Redis URL: keep everything in this process (in-process "
+                       "fake Redis, lost at exit) instead of an embedded redis-server")
     serve.set_defaults(func=_serve)
 
     reaper = _command(commands, "reaper",
@@ -264,17 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--server", help="API URL (LEASEHOLD_SERVER)")
     agent.add_argument("--token", help="registration token on first start, else a worker token "
                        "(LEASEHOLD_TOKEN)")
-    agent.add_argument("--slots", type=int, default=1, help="jobs run at once")
+    agent.add_argument("--slots", type=_positive(int), default=1, help="jobs run at once")
     agent.add_argument("--label", action="append", help="a label this worker has (repeat)")
     agent.add_argument("--queue", action="append", help="a queue to claim from (repeat; "
                        "default: the queue named default)")
-    agent.add_argument("--lease-ttl", type=float, default=30.0, help="lease TTL in seconds")
+    agent.add_argument("--lease-ttl", type=_positive(float), default=30.0,
+                       help="lease TTL in seconds")
     agent.add_argument("--state-dir", default=".leasehold-agent",
                        help="where the worker token is kept after registration")
     agent.add_argument("--name", help="worker name (default: host-pid)")
-    agent.add_argument("--grace", type=float, default=10.0,
+    agent.add_argument("--grace", type=_positive(float), default=10.0,
                        help="seconds between SIGTERM and SIGKILL of a stopped job")
-    agent.add_argument("--drain-timeout", type=float, default=300.0,
+    agent.add_argument("--drain-timeout", type=_positive(float), default=300.0,
                        help="on SIGTERM, seconds to let running jobs finish before release")
     agent.add_argument("--non-retryable-exit-code", type=int, action="append",
                        help="an exit code that fails the job for good (repeat)")
@@ -307,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except StartupError as exc:
+        print(f"leasehold {args.command}: {exc}", file=sys.stderr)
+        return exc.code
     return code
 
 

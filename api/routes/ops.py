@@ -1,9 +1,16 @@
-"""Queues, tokens and health routes."""
+"""Queues, tokens, health and version routes."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import functools
+import os
+import subprocess
+from pathlib import Path
 
+from aiohttp import web
+from pydantic import BaseModel
+
+from leasehold import __version__
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.errors import error_response
 from leasehold.api.server.http import read_model, respond
@@ -94,3 +101,31 @@ async def readyz(request: web.Request) -> web.Response:
         return error_response(503, "unavailable", "Redis is unreachable or scripts are missing",
                               request, headers={"Retry-After": "1"})
     return respond(Health(status="ready"))
+
+
+class VersionInfo(BaseModel):
+    version: str
+    commit: str | None = None
+
+
+@functools.cache
+def build_commit() -> str | None:
+    """LEASEHOLD_COMMIT (the image sets it at build time), else the checkout's git HEAD."""
+    if commit := os.environ.get("LEASEHOLD_COMMIT", "").strip():
+        return commit
+    source = Path(__file__).resolve().parents[2]
+    if not (source / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() or None
+
+
+@router.route("GET", "/version", roles=PUBLIC, tag="operations", response=VersionInfo,
+              summary="The running version (and commit, when known)")
+async def version(request: web.Request) -> web.Response:
+    info = VersionInfo(version=__version__, commit=build_commit())
+    return respond(info.model_dump(exclude_none=True))

@@ -15,6 +15,7 @@ import structlog
 from structlog.typing import Processor
 
 LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _HANDLER = "leasehold"  # the root handler this module owns, replaced on reconfiguration
 
 
@@ -39,9 +40,14 @@ def _formatter(console: bool, colors: bool, shared: list[Processor]
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None
                       ) -> None:
-    """``fmt`` "auto" is the console format when ``stream`` (default stdout) is a TTY, else JSON."""
+    """``fmt`` "auto" is the console format when ``stream`` (default stdout) is a TTY, else JSON.
+    An unknown level or format is a ValueError, never a silent default."""
     out = stream or sys.stdout
-    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None or level.lower() not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; use one of {', '.join(LOG_FORMATS)}")
     tty = out.isatty()
     console = fmt == "console" or (fmt == "auto" and tty)
     shared: list[Processor] = [

@@ -1,4 +1,5 @@
 -- backoff: consumes one attempt of a running job; it waits its backoff, or fails for good when exhausted.
+-- Keys built here: P meta (seq), P stats.
 
 local function backoff_ms(kind, base, cap, retry_number)
   if kind == "fixed" then return base end

@@ -1,6 +1,9 @@
 -- base: the clock seam, argument checks, events and ready-queue placement shared by every script.
--- Every script that includes this file defines P, the queue's key prefix "<ns>{<queue>}:"-style,
+-- Every script that includes this file defines P, the queue's key prefix "{<ns>:<queue>}:",
 -- taken from KEYS[1] (the queue's meta key), so derived keys keep the declared hash tag.
+-- Keys built here: P job:<id>; P ready:<lsid> (gone when its last job leaves, and its labelsets
+-- entry with it, see take_ready); P labelsets (only sets with ready jobs); P delayed; P events
+-- (MAXLEN ~); P meta; P stats (fixed fields); P leases, P done (note_due reads their heads).
 
 local function num(value, name)
   local n = tonumber(value)
@@ -42,16 +45,40 @@ local function place_ready(ctx, job_key, id, fresh_seq)
   ctx.woken = (ctx.woken or 0) + 1
 end
 
+-- Takes one member out of a ready set; a set left empty leaves the label-set index with it, so
+-- the index holds only sets with ready jobs (claim reads the whole index).
+local function take_ready(ctx, lsid, member)
+  local key = ctx.P .. "ready:" .. lsid
+  redis.call("ZREM", key, member)
+  if redis.call("EXISTS", key) == 0 then redis.call("HDEL", ctx.P .. "labelsets", lsid) end
+end
+
+-- Notes that `id` was just written to `set` (leases, delayed, done) with `score`; when it is the
+-- set's new head, the queue has a new earliest deadline that the reapers must learn (announce).
+local function note_due(ctx, set, id, score)
+  if redis.call("ZRANGE", ctx.P .. set, 0, 0)[1] == id then
+    if ctx.due == nil or score < ctx.due then ctx.due = score end
+  end
+end
+
+-- Tells reapers (channel "<prefix>due", message = ms) that the queue has work due that soon.
+local function announce(ctx)
+  if ctx.due ~= nil then redis.call("PUBLISH", ctx.P .. "due", ctx.due) end
+end
+
 -- Puts a job in `delayed` until `due`; long-polling claimers are woken to learn the new due time
 -- (a claim that finds nothing sleeps until the earliest due job, so no later wake-up is needed).
 local function place_delayed(ctx, id, due)
   redis.call("ZADD", ctx.P .. "delayed", due, id)
+  note_due(ctx, "delayed", id, due)
   ctx.woken = (ctx.woken or 0) + 1
 end
 
--- Tells long-polling claimers (channel "<prefix>ready", message = jobs made ready) to look again.
+-- Tells long-polling claimers (channel "<prefix>ready", message = jobs made ready) to look again,
+-- and reapers about a new earliest deadline.
 local function wake(ctx)
   if (ctx.woken or 0) > 0 then redis.call("PUBLISH", ctx.P .. "ready", ctx.woken) end
+  announce(ctx)
 end
 
 -- A job waiting on workflow dependencies stops waiting (it becomes ready or terminal).
@@ -66,7 +93,7 @@ local function unplace(ctx, job_key, id)
   leave_waiting(ctx, job_key)
   if redis.call("ZREM", ctx.P .. "delayed", id) == 1 then return end
   local f = redis.call("HMGET", job_key, "lsid", "seq")
-  if f[1] and f[2] then redis.call("ZREM", ctx.P .. "ready:" .. f[1], ready_member(f[2], id)) end
+  if f[1] and f[2] then take_ready(ctx, f[1], ready_member(f[2], id)) end
 end
 
 -- Moves due delayed jobs (retry backoff, run_at) into their ready sets; bounded by `batch`.

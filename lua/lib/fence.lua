@@ -1,4 +1,5 @@
 -- fence: decides whether a lease-bound call may act, from the job's current lease and its state.
+-- Keys built here: none (it reads the job key it is given).
 
 -- Returns "OK" or the status naming why the lease cannot act.
 local function fence(ctx, job_key, lease_id, worker_id)

@@ -1,5 +1,7 @@
 -- finish: the one way a job enters a terminal status (retention, dedup window, counters, event),
 -- and the workflow cascade that follows it.
+-- Keys built here: P job:<id> (PEXPIRE backstop), P done, P log:<id>, P unique:<key> (expires
+-- unique_ttl after the job ends), P stats, P wf:<id>, P wfrun:<run>.
 
 local finish
 
@@ -55,6 +57,7 @@ finish = function(ctx, job_key, id, status, from)
   local ttl = tonumber(f[1]) or 604800000
   redis.call("HSET", job_key, "status", status, "finished_at_ms", ctx.now)
   redis.call("ZADD", ctx.P .. "done", ctx.now + ttl, id)
+  note_due(ctx, "done", id, ctx.now + ttl)
   -- The reaper purges at now + ttl; these expiries are the backstop when no reaper runs.
   redis.call("PEXPIRE", job_key, ttl + 3600000)
   -- The end marker lets live log viewers stop exactly after the last chunk; a job that never

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -181,3 +182,50 @@ async def test_next_due_is_the_earliest_over_all_queues(scheduler: Scheduler) ->
     await scheduler.submit(JobSpec(queue="b", delay_secs=4), now_ms=T0)
     batch = await scheduler.claim("w", [], queues=["a", "b"], now_ms=T0)
     assert batch.next_due_ms == T0 + 4_000
+
+
+# -- the label-set index holds only sets with ready jobs -----------------------------------------
+
+
+async def test_ten_thousand_cancelled_label_sets_leave_no_trace_and_claims_still_work(
+    scheduler: Scheduler,
+) -> None:
+    ids: list[str] = []
+    for start in range(0, 10_000, 1_000):
+        specs = [JobSpec(required_labels=[f"pr-{n}"]) for n in range(start, start + 1_000)]
+        ids += [r.job.id for r in await scheduler.submit_bulk(specs, now_ms=T0)]
+    labelsets = scheduler.queue_keys("default").labelsets
+    assert await scheduler.redis.hlen(labelsets) == 10_000
+    for start in range(0, len(ids), 50):
+        await asyncio.gather(*(scheduler.cancel(job_id, now_ms=T0 + 1)
+                               for job_id in ids[start:start + 50]))
+    assert await scheduler.redis.hlen(labelsets) == 0
+
+    fresh = (await scheduler.submit(JobSpec(required_labels=["pr-7"]), now_ms=T0 + 2)).job.id
+    assert await claim_ids(scheduler, ["pr-7"], now_ms=T0 + 3) == [fresh]
+    assert await scheduler.redis.hlen(labelsets) == 0
+
+
+async def test_a_cancelled_workflow_run_leaves_no_label_set(scheduler: Scheduler) -> None:
+    from tests.integration.test_workflows import create, node
+
+    workflows, wf = await create(scheduler, node("a", required_labels=["gpu"]),
+                                 node("b", "a", required_labels=["cpu"]))
+    await workflows.run(wf)
+    labelsets = scheduler.queue_keys("default").labelsets
+    assert await scheduler.redis.hlen(labelsets) == 1
+    await workflows.cancel(wf)
+    assert await scheduler.redis.hlen(labelsets) == 0
+
+
+async def test_a_claim_that_takes_the_last_job_of_a_set_forgets_the_set(
+    scheduler: Scheduler,
+) -> None:
+    await scheduler.submit(JobSpec(required_labels=["gpu"]), now_ms=T0)
+    kept = (await scheduler.submit(JobSpec(required_labels=["arm"]), now_ms=T0)).job.id
+    assert len(await claim_ids(scheduler, ["gpu"])) == 1
+    labelsets = scheduler.queue_keys("default").labelsets
+    assert set(await scheduler.redis.hkeys(labelsets)) == {
+        (await scheduler.raw_record(kept))["lsid"]}
+    assert await claim_ids(scheduler, ["arm"]) == [kept]
+    assert await scheduler.redis.hlen(labelsets) == 0

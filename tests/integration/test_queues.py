@@ -206,3 +206,94 @@ async def test_every_job_stays_in_one_place_through_a_mixed_scenario(
     places = await assert_one_place(scheduler, "default")
     assert places[later[1]] == "leases"
     assert len(places) == 10
+
+
+# -- the queue index: hash-tagged, and idle empty queues leave it ---------------------------------
+
+DAY_MS = 86_400_000
+
+
+async def queue_keys_left(scheduler: Scheduler, queue: str) -> list[str]:
+    pattern = scheduler.queue_keys(queue).prefix.replace("{", "\\{").replace("}", "\\}") + "*"
+    return [cast(str, key) async for key in scheduler.redis.scan_iter(match=pattern)]
+
+
+async def run_a_job(scheduler: Scheduler, queue: str) -> None:
+    """One job through its whole life in ``queue``, by Redis time, kept 1 s after it ends."""
+    await scheduler.submit(JobSpec(queue=queue, result_ttl_secs=1))
+    lease = (await scheduler.claim("w", [], queues=[queue])).claims[0].lease
+    await scheduler.complete(lease.lease_id)
+
+
+async def test_the_queue_index_carries_the_namespace_hash_tag(scheduler: Scheduler) -> None:
+    await scheduler.submit(JobSpec(queue="tagged"), now_ms=T0)
+    key = scheduler.keys.queues
+    assert key.startswith(f"{{{scheduler.settings.namespace}}}:")
+    assert await scheduler.redis.type(key) == "zset"
+    assert await scheduler.queues() == ["tagged"]
+
+
+async def test_an_idle_empty_queue_is_forgotten_and_its_keys_deleted(
+    scheduler: Scheduler,
+) -> None:
+    await run_a_job(scheduler, "pr-1234")
+    await run_a_job(scheduler, "busy")
+    assert await queue_keys_left(scheduler, "pr-1234")  # meta, stats, events, done, job ...
+    now = await scheduler.now_ms()
+
+    await Reaper(scheduler).run_once(now_ms=now + 2_000)  # purged, but active a moment ago
+    assert "pr-1234" in await scheduler.queues()
+    await Reaper(scheduler).run_once(now_ms=now + DAY_MS + 2_000)
+    assert "pr-1234" not in await scheduler.queues()
+    assert await queue_keys_left(scheduler, "pr-1234") == []
+    assert await scheduler.redis.zcard(scheduler.keys.queues) == 0  # "busy" went too
+
+    fresh = Scheduler(scheduler.redis, scheduler.settings)  # another process submits later
+    await fresh.start()
+    await run_a_job(fresh, "pr-1234")
+    assert await fresh.queues() == ["pr-1234"]
+    assert (await fresh.counters("pr-1234"))["finished:success"] == 1
+
+
+async def test_queues_with_jobs_settings_or_recent_activity_are_kept(
+    scheduler: Scheduler,
+) -> None:
+    await scheduler.submit(JobSpec(queue="later", delay_secs=10 * 86_400))
+    await scheduler.submit(JobSpec(queue="waiting"))
+    await run_a_job(scheduler, "paused")
+    await scheduler.set_queue("paused", QueueLimits(paused=True))
+    await run_a_job(scheduler, "limited")
+    await scheduler.set_queue("limited", QueueLimits(max_running=3))
+    await run_a_job(scheduler, "kept-long")
+    lease = (await scheduler.claim("w", [], queues=["waiting"])).claims[0].lease
+    await scheduler.complete(lease.lease_id)  # result kept 7 days
+    now = await scheduler.now_ms()
+    await Reaper(scheduler).run_once(now_ms=now + DAY_MS + 2_000)
+    assert set(await scheduler.queues()) == {"later", "waiting", "paused", "limited"}
+    assert (await scheduler.queue_stats("limited")).max_running == 3
+    assert (await scheduler.queue_stats("paused")).paused
+
+
+async def test_forgetting_refuses_a_queue_a_job_reached_meanwhile(scheduler: Scheduler) -> None:
+    await run_a_job(scheduler, "q")
+    q, now = scheduler.queue_keys("q"), await scheduler.now_ms()
+    await Reaper(scheduler).run_once(now_ms=now + 2_000)  # the job is purged
+    job = (await scheduler.submit(JobSpec(queue="q", result_ttl_secs=1))).job.id  # arrives first
+    assert await scheduler.scripts.forget_queue(q, DAY_MS, now + DAY_MS + 2_000) == ["LIVE"]
+    assert await scheduler.scripts.forget_queue(q, DAY_MS, now + 2_000) == ["LIVE"]
+    await scheduler.cancel(job)
+    await Reaper(scheduler).run_once(now_ms=now + 5_000)  # purged, but it was just active
+    assert await scheduler.scripts.forget_queue(q, DAY_MS, now + 5_000) == ["ACTIVE"]
+    # a submit that touched the index after the reaper's cutoff keeps the queue indexed
+    [(_, touched)] = await scheduler.queue_activity()
+    assert await scheduler.scripts.unindex_queue(scheduler.keys, "q", touched - 1) == ["OK", 0]
+    assert await scheduler.queues() == ["q"]
+    assert await scheduler.scripts.unindex_queue(scheduler.keys, "q", touched) == ["OK", 1]
+    assert await scheduler.queues() == []
+
+
+async def test_queues_of_the_old_untagged_set_join_the_index(scheduler: Scheduler) -> None:
+    await scheduler.redis.sadd(scheduler.keys.legacy_queues, "old")
+    await Reaper(scheduler).run_once(now_ms=T0)
+    assert await scheduler.queues() == ["old"]
+    assert await scheduler.redis.exists(scheduler.keys.legacy_queues) == 0

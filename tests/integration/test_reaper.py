@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from leasehold.scheduler import errors
@@ -128,3 +130,61 @@ async def test_an_operator_retry_cancels_the_pending_purge(scheduler: Scheduler)
     await scheduler.retry(job, now_ms=T0 + 1)
     await Reaper(scheduler).run_once(now_ms=T0 + 60_000)
     assert (await scheduler.get(job)).status == JobStatus.QUEUED
+
+
+# -- a pass visits only the queues with work due -------------------------------------------------
+
+
+async def test_after_the_first_sweep_a_pass_visits_only_queues_with_due_work(
+    scheduler: Scheduler,
+) -> None:
+    for n in range(30):
+        await scheduler.submit(JobSpec(queue=f"idle-{n}"), now_ms=T0)  # ready: nothing to reap
+    await scheduler.submit(JobSpec(queue="hot", lease_ttl_secs=10, retry_policy=RETRY), now_ms=T0)
+    await scheduler.claim("dead", [], queues=["hot"], now_ms=T0)
+    reaper = Reaper(scheduler)
+    await reaper.run_once(now_ms=T0 + 1)
+    assert reaper.visited == 31  # the first pass sweeps every indexed queue
+
+    assert (await reaper.run_once(now_ms=T0 + 9_999)).expired == 0
+    assert reaper.visited == 0
+    assert (await reaper.run_once(now_ms=T0 + 10_000)).expired == 1
+    assert reaper.visited == 1
+
+
+async def test_a_deadline_set_after_the_sweep_reaches_a_running_reaper(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("leasehold.scheduler.reaper.SWEEP_SECS", 3600.0)  # only messages help
+    reaper = Reaper(scheduler, interval_secs=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(reaper.run_forever(stop))
+    try:
+        for _ in range(100):  # the start-up sweep ran, so later work is known by message only
+            if reaper._swept:
+                break
+            await asyncio.sleep(0.05)
+        job = (await scheduler.submit(JobSpec(queue="new", lease_ttl_secs=1,
+                                              retry_policy=RETRY))).job.id
+        await scheduler.claim("dead", [], queues=["new"], lease_ttl_secs=0.2)
+        for _ in range(100):
+            if (await scheduler.get(job)).status == JobStatus.QUEUED:
+                break
+            await asyncio.sleep(0.05)
+        assert (await scheduler.get(job)).attempt == 1  # expired and back in the queue
+    finally:
+        stop.set()
+        await task
+
+
+async def test_reapers_racing_on_one_queue_expire_each_lease_once(
+    scheduler: Scheduler,
+) -> None:
+    await scheduler.submit_bulk([JobSpec(queue="hot", lease_ttl_secs=1, retry_policy=RETRY)] * 20,
+                                now_ms=T0)
+    await scheduler.claim("dead", [], queues=["hot"], max_jobs=20, now_ms=T0)
+    reapers = [Reaper(scheduler) for _ in range(3)]
+    reports = await asyncio.gather(*(r.run_once(now_ms=T0 + 1_000) for r in reapers))
+    assert sum(report.expired for report in reports) == 20
+    assert (await scheduler.queue_stats("hot")).ready == 20
+    await assert_one_place(scheduler, "hot")

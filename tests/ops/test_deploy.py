@@ -115,17 +115,57 @@ def test_alert_rules_check_and_fire_in_promtool_unit_tests() -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-def test_prometheus_config_checks(tmp_path: Path) -> None:
+def test_every_alert_has_a_rule_test_that_fires_it() -> None:
+    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    tests = yaml.safe_load((Path(__file__).parent / "alerts_test.yml").read_text())["tests"]
+    fired = {case["alertname"] for test in tests for case in test["alert_rule_test"]
+             if case["exp_alerts"]}
+    assert alerts == fired
+    assert {"LeaseholdApiDown", "LeaseholdReaperStalled", "LeaseholdRedisUnavailable",
+            "LeaseholdRedisMemoryHigh", "LeaseholdReadyJobsWithoutWorkers",
+            "LeaseholdJobFailureRatioHigh", "LeaseholdServerErrors",
+            "LeaseholdClaimLatencyHigh"} <= alerts
+
+
+def test_prometheus_config_checks_as_shipped() -> None:
     promtool = tool("promtool", "apt-get install prometheus")
-    token = tmp_path / "metrics_token"
-    token.write_text("lhm_example")
-    config = (DEPLOY / "prometheus.yml").read_text()
-    assert "/run/secrets/metrics_token" in config
-    (tmp_path / "prometheus.yml").write_text(config.replace("/run/secrets/metrics_token",
-                                                            str(token)))
-    shutil.copy(DEPLOY / "alerts.yml", tmp_path / "alerts.yml")
-    result = run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
+    # --syntax-only: the token file exists only inside the container; everything else is checked
+    result = run(promtool, "check", "config", "--syntax-only", str(DEPLOY / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_hands_prometheus_the_metrics_token_where_it_reads_it() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    [job] = [j for j in prometheus["scrape_configs"] if j["job_name"] == "leasehold-api"]
+    auth = job["authorization"]
+    service = compose["services"]["prometheus"]
+    mounted = {}
+    for secret in service["secrets"]:
+        name = secret if isinstance(secret, str) else secret["source"]
+        target = name if isinstance(secret, str) else secret.get("target", name)
+        mounted[target if target.startswith("/") else f"/run/secrets/{target}"] = name
+    assert auth["credentials_file"] in mounted, (auth, mounted)
+    source = compose["secrets"][mounted[auth["credentials_file"]]]
+    assert source == {"environment": "LEASEHOLD_METRICS_TOKEN"}
+    assert compose["x-leasehold"]["environment"]["LEASEHOLD_METRICS_TOKEN"].startswith(
+        "${LEASEHOLD_METRICS_TOKEN")
+    # the rule file named by prometheus.yml is mounted beside it
+    volumes = service["volumes"]
+    for rules in prometheus["rule_files"]:
+        assert f"./{rules}:/etc/prometheus/{rules}:ro" in volumes
+
+
+def test_every_process_of_the_deployment_refuses_an_embedded_redis() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert compose["x-leasehold"]["environment"]["LEASEHOLD_EMBEDDED"] == "off"
+    assert re.search(r"^\s+LEASEHOLD_EMBEDDED=off", (DEPLOY / "Dockerfile").read_text(),
+                     re.MULTILINE)
+    config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
+    assert config["data"]["LEASEHOLD_EMBEDDED"] == "off"
+    for unit in ("leasehold-api.service", "leasehold-reaper.service"):
+        assert "LEASEHOLD_EMBEDDED=off" in (SYSTEMD / unit).read_text()
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
@@ -144,15 +184,35 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_redis_conf_loads_with_aof_everysec_and_noeviction(tmp_path: Path) -> None:
+def _check_compose_redis_password_flag() -> None:
+    """Compose adds exactly the password, from the environment, to redis.conf."""
+    redis_service = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["redis"]
+    script = redis_service["command"][-1]
+    assert "/usr/local/etc/redis/redis.conf" in script
+    flags = script.split("redis.conf", 1)[1].split()
+    assert flags == ["--requirepass", '"$$LEASEHOLD_REDIS_PASSWORD"']
+    assert "LEASEHOLD_REDIS_PASSWORD" in redis_service["environment"]
+
+
+def test_redis_conf_as_compose_runs_it_requires_a_password(tmp_path: Path) -> None:
     binary = tool("redis-server", "apt-get install redis-server")
+    text = (DEPLOY / "redis.conf").read_text()
+    assert not re.search(r"^\s*protected-mode\s+no", text, re.MULTILINE)
+    assert not re.search(r"^\s*(requirepass|user)\s", text, re.MULTILINE)  # no password in git
+    _check_compose_redis_password_flag()
+    url = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["x-leasehold"]["environment"][
+        "LEASEHOLD_REDIS_URL"]
+    assert url.startswith("redis://:${LEASEHOLD_REDIS_PASSWORD")
     port = free_port()
-    # Flags after the file override it: a free loopback port and a scratch data directory.
-    proc = subprocess.Popen([binary, str(DEPLOY / "redis.conf"), "--port", str(port), "--bind",
-                             "127.0.0.1", "--dir", str(tmp_path), "--maxmemory", "64mb"],
+    # The file as shipped plus compose's password flag; only the port, the data directory and
+    # the memory cap differ.
+    proc = subprocess.Popen([binary, str(DEPLOY / "redis.conf"), "--requirepass", "pw-from-env",
+                             "--port", str(port), "--dir", str(tmp_path), "--maxmemory", "64mb"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = redis.Redis(port=port, decode_responses=True, retry_on_error=[],
-                         socket_connect_timeout=1)
+    anonymous = redis.Redis(port=port, decode_responses=True, retry_on_error=[],
+                            socket_connect_timeout=1)
+    client = redis.Redis(port=port, password="pw-from-env", decode_responses=True,
+                         retry_on_error=[], socket_connect_timeout=1)
     try:
         for _ in range(200):
             try:
@@ -161,10 +221,14 @@ def test_redis_conf_loads_with_aof_everysec_and_noeviction(tmp_path: Path) -> No
             except redis.ConnectionError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 time.sleep(0.05)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
         config = client.config_get("*")
         assert (config["appendonly"], config["appendfsync"]) == ("yes", "everysec")
         assert config["maxmemory-policy"] == "noeviction"
+        assert config["protected-mode"] == "yes"
     finally:
+        anonymous.close()
         client.close()
         proc.terminate()
         proc.wait(timeout=10)

@@ -76,3 +76,10 @@ def test_format_can_be_forced_either_way() -> None:
     configure_logging("info", "console", stream=plain)
     structlog.get_logger("leasehold.test").info("hello")
     assert "hello" in plain.getvalue() and "\x1b[" not in plain.getvalue()  # no colour to files
+
+
+@pytest.mark.parametrize(("level", "fmt"), [("verbose", "json"), ("info", "xml"), ("", "auto")])
+def test_an_unknown_level_or_format_is_an_error_not_a_silent_default(level: str, fmt: str
+                                                                     ) -> None:
+    with pytest.raises(ValueError, match="unknown log"):
+        configure_logging(level, fmt, stream=io.StringIO())

@@ -61,6 +61,58 @@ def test_header_names_the_script_and_its_contract(name: str) -> None:
         assert re.search(rf"^\s+{section}\s+\S", h.text, re.MULTILINE), f"{name}: no {section}"
 
 
+_BUILT = re.compile(r'\bP \.\. "([\w-]+:?)"')
+_ARGV_PREFIX = re.compile(r"\bARGV\[\d+\] \.\. ")
+
+
+def built_keys(code: str) -> set[str]:
+    """Key patterns a piece of Lua builds from the queue prefix ("job:", "meta", ...); the
+    pub/sub channels it PUBLISHes on are not keys."""
+    lines = [line for line in code.splitlines() if '"PUBLISH"' not in line]
+    return set(_BUILT.findall("\n".join(lines)))
+
+
+def undeclared(built: set[str], declared_text: str) -> set[str]:
+    return {name for name in built
+            if not re.search(rf"\bP {re.escape(name)}(?![\w-])", declared_text)}
+
+
+def section(text: str, name: str) -> str:
+    """A header section's text, up to the next section."""
+    match = re.search(rf"^  {name}\s+(.*?)(?=^  [A-Z]\w+ |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"no {name} section"
+    return match.group(1)
+
+
+# Scripts whose header gains Derived and Bounds together with their pending change of contract.
+@pytest.mark.parametrize("name", NAMES)
+def test_header_declares_every_key_built_from_the_prefix_and_its_bounds(name: str) -> None:
+    h = header(name)
+    code = (LUA / f"{name}.lua").read_text().split("]]\n", 1)[1]
+    derived = section(h.text, "Derived")
+    assert section(h.text, "Bounds").strip(), f"{name}: Bounds is empty"
+    missing = undeclared(built_keys(code), derived)
+    assert not missing, f"{name}: builds {sorted(missing)} but its Derived section omits them"
+    if _ARGV_PREFIX.search(code):
+        assert not derived.startswith("none"), f"{name}: builds keys from an ARGV prefix"
+
+
+@pytest.mark.parametrize("path", sorted((LUA / "lib").glob("*.lua")), ids=lambda p: p.name)
+def test_lib_comment_declares_every_key_it_builds(path: str | Path) -> None:
+    text = Path(path).read_text()
+    comment = "\n".join(line for line in text.splitlines()[:8] if line.startswith("--"))
+    assert "Keys built here:" in comment, f"{Path(path).name}: no 'Keys built here:' line"
+    missing = undeclared(built_keys(text), comment)
+    assert not missing, f"{Path(path).name}: builds {sorted(missing)} but does not declare them"
+
+
+def test_an_undeclared_key_pattern_is_caught() -> None:
+    code = 'redis.call("HSET", P .. "secret:" .. id, "x", 1)\nredis.call("PUBLISH", P .. "due", 1)'
+    assert built_keys(code) == {"secret:"}
+    assert undeclared(built_keys(code), "P job:<id>  HASH") == {"secret:"}
+    assert undeclared(built_keys(code), "P secret:<id>  HASH") == set()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_body_uses_only_declared_keys_and_argv(name: str) -> None:
     h = header(name)
