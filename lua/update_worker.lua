@@ -13,6 +13,7 @@
   Returns  {"OK"} | {"NOT_FOUND"} | {"NAME_CONFLICT"} (the name belongs to another live worker)
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   HSET worker labels, name, metadata; HDEL/HSET names
+  Derived  none (only KEYS)
   Bounds   creates no key (the name entry moves with the worker and goes when it goes)
   Cost     O(1)
 ]]

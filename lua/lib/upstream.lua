@@ -1,6 +1,7 @@
 -- upstream: a workflow job's upstream outputs, read by reference from its direct dependencies.
 -- Each dependency's outputs stay the JSON text its worker sent: they are concatenated, never
 -- decoded, so numbers, empty arrays and every byte survive, and no dependant stores a copy.
+-- Keys built here: P job:<id> of each dependency (read only).
 
 -- '{"<dep name>":<its outputs>,...}' of the dependencies that have outputs (those that succeeded).
 local function upstream_outputs(P, deps_json)

@@ -66,6 +66,6 @@ async def test_retention_leaves_only_the_queue_keys_behind(
     baseline = await _keys(redis, settings.namespace)
     ids = await finished_jobs(scheduler, 20)
     assert len(await _keys(redis, settings.namespace)) > len(baseline)
-    report = await reaper.run_once(now_ms=T0 + 2 + 8 * 86_400_000)
+    report = await reaper.sweep(now_ms=T0 + 2 + 8 * 86_400_000)  # visits every queue
     assert report.purged == len(ids)
     assert await _keys(redis, settings.namespace) == baseline
