@@ -92,7 +92,7 @@ async def stream_result(request: web.Request, job: Job) -> web.StreamResponse:
     progress changes, then one ``end`` event whose data is the finished job."""
     services = request.app[SERVICES]
     track(request)
-    async with sse_response(request, response_cls=KeepAliveResponse,
+    async with sse_response(request, response_cls=KeepAliveResponse, allow_all_methods=True,
                             ping_interval=KEEP_ALIVE_SECS) as resp:
         lock = asyncio.Lock()
         watcher = asyncio.create_task(_progress(request, resp, lock, job))
