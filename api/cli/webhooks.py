@@ -53,6 +53,14 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
@@ -117,6 +125,9 @@ class Deliverer:
         status: int | None = None
         error = ""
         try:
+            host, _port = webhooks.parse_url(delivery.url)
+            if _is_address(host):  # aiohttp connects to an address without asking the resolver
+                await webhooks.check_url(delivery.url, self.settings.webhook_allow_private)
             async with session.post(delivery.url, data=body, headers=headers,
                                     allow_redirects=False) as resp:
                 status = resp.status
