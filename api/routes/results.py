@@ -18,7 +18,7 @@ from leasehold.api.routes.logs import cut_off, log_event
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.http import respond
 from leasehold.api.server.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
-from leasehold.scheduler.errors import InvalidArgument
+from leasehold.scheduler.errors import InvalidArgument, SchedulerError
 from leasehold.scheduler.logs import LogChunk, SubscriberTooSlow
 from leasehold.scheduler.models import Job, JobSpec, Strict
 from leasehold.scheduler.webhooks import SIGNATURE_HEADER, check_url, webhook_fields
@@ -117,6 +117,13 @@ async def stream_result(request: web.Request, job: Job) -> web.StreamResponse:
 
 async def _progress(request: web.Request, resp: KeepAliveResponse, lock: asyncio.Lock,
                     job: Job) -> None:
+    """Sends ``progress`` events until the job ends (or the viewer leaves, or it is purged)."""
+    with contextlib.suppress(ConnectionResetError, SchedulerError):
+        await _watch_progress(request, resp, lock, job)
+
+
+async def _watch_progress(request: web.Request, resp: KeepAliveResponse, lock: asyncio.Lock,
+                          job: Job) -> None:
     scheduler = request.app[SERVICES].scheduler
     seen: tuple[object, ...] = ()
     while True:
