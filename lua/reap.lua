@@ -20,9 +20,13 @@
            this queue next has work for a reaper
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
   Writes   per expired lease: HSET job:<id>, ZREM leases, ZADD delayed | ready:<lsid> | done;
-           per purge: DEL job:<id> and log:<id>, ZREM done and index; stats; events
+           per purge: DEL job:<id>, log:<id> and its artifacts (art:<id>, each
+           artdata:<upload>), DECRBY artbytes, ZREM done and index; stats; events
   Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
            P log:<id>      STREAM the job's log
+           P art:<id>      HASH   the job's artifact index (deleted with the job)
+           P artdata:<upload> HASH chunks of one artifact (deleted with the job)
+           P artbytes      STRING the queue's artifact bytes (deleted at zero)
   Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
            delayed: one member per delayed job
            P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
@@ -35,6 +39,7 @@
 -- @include base
 -- @include finish
 -- @include backoff
+-- @include artifacts
 
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
@@ -66,6 +71,7 @@ for _, id in ipairs(purge) do
   if status then redis.call("HINCRBY", KEYS[7], "count:" .. status, -1) end
   redis.call("ZREM", KEYS[6], id)
   redis.call("DEL", job_key, P .. "log:" .. id)
+  drop_artifacts(P, id)
   redis.call("ZREM", KEYS[5], id)
 end
 

@@ -77,6 +77,30 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES")
     )
+    # artifacts and webhook result delivery
+    artifact_max_bytes: int = Field(
+        default=50 << 20, ge=1, validation_alias=_env("ARTIFACT_MAX_BYTES")
+    )
+    artifact_quota_bytes: int = Field(
+        default=1 << 30, ge=1, validation_alias=_env("ARTIFACT_QUOTA_BYTES")
+    )
+    artifact_dir: str | None = Field(default=None, validation_alias=_env("ARTIFACT_DIR"))
+    webhook_secret: str | None = Field(default=None, validation_alias=_env("WEBHOOK_SECRET"))
+    webhook_allow_private: bool = Field(
+        default=False, validation_alias=_env("WEBHOOK_ALLOW_PRIVATE")
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, validation_alias=_env("WEBHOOK_MAX_ATTEMPTS")
+    )
+    webhook_retry_base_secs: float = Field(
+        default=2.0, gt=0, le=3600, validation_alias=_env("WEBHOOK_RETRY_BASE_SECS")
+    )
+    webhook_timeout_secs: float = Field(
+        default=5.0, gt=0, le=60, validation_alias=_env("WEBHOOK_TIMEOUT_SECS")
+    )
+    webhook_poll_secs: float = Field(
+        default=1.0, gt=0, le=60, validation_alias=_env("WEBHOOK_POLL_SECS")
+    )
 
     @field_validator("log_level")
     @classmethod

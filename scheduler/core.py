@@ -68,10 +68,13 @@ class Scheduler(SchedulerReads):
 
     # -- producers -----------------------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, now_ms: int | None = None) -> Submitted:
-        return (await self.submit_bulk([spec], now_ms))[0]
+    async def submit(self, spec: JobSpec, now_ms: int | None = None,
+                     extra_fields: dict[str, str] | None = None) -> Submitted:
+        """``extra_fields``: more job record fields, stored with the job (a webhook's URL)."""
+        return (await self.submit_bulk([spec], now_ms, extra_fields))[0]
 
-    async def submit_bulk(self, specs: list[JobSpec], now_ms: int | None = None) -> list[Submitted]:
+    async def submit_bulk(self, specs: list[JobSpec], now_ms: int | None = None,
+                          extra_fields: dict[str, str] | None = None) -> list[Submitted]:
         """Stores all jobs or none; one request's jobs share a queue so the write is atomic."""
         if not specs:
             return []
@@ -82,7 +85,8 @@ class Scheduler(SchedulerReads):
             raise errors.InvalidArgument("all jobs of one bulk request must share a queue")
         queue = specs[0].queue
         await self.remember_queue(queue)
-        encoded = [self._encode(spec, new_job_id(queue)) for spec in specs]
+        extra = [item for kv in (extra_fields or {}).items() for item in kv]
+        encoded = [[*self._encode(spec, new_job_id(queue)), *extra] for spec in specs]
         reply = await self.scripts.enqueue(self.queue_keys(queue), encoded, now_ms)
         raise_for(reply)
         now = int(reply[1])

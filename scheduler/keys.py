@@ -91,6 +91,11 @@ class QueueKeys:
     def rate(self) -> str:
         return self.prefix + "rate"
 
+    @property
+    def webhooks(self) -> str:
+        """ZSET job id -> when its next webhook delivery attempt is due (ms)."""
+        return self.prefix + "webhooks"
+
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 

@@ -107,6 +107,15 @@ class JobSpec(Strict):
         return self
 
 
+class WebhookDelivery(BaseModel):
+    """One attempt to POST a finished job to its webhook."""
+
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    at_ms: int
+
+
 class Job(BaseModel):
     """A job as stored, returned by reads and claims."""
 
@@ -137,6 +146,9 @@ class Job(BaseModel):
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
     delayed_until_ms: int = 0
+    webhook_deliveries: list[WebhookDelivery] | None = Field(
+        default=None, description="each webhook delivery attempt of a job submitted with "
+        "result mode webhook (null for other jobs)")
 
 
 class Lease(BaseModel):

@@ -264,6 +264,29 @@ class Scripts:
     async def promote(self, q: QueueKeys, batch: int, now_ms: int | None) -> Reply:
         return await self._call("promote", [q.meta, q.delayed, q.labelsets], [_now(now_ms), batch])
 
+    # -- artifacts and webhook deliveries --------------------------------------------------------
+
+    async def artifact_commit(
+        self, q: QueueKeys, job_id: str, name: str, upload: str, size: int, content_type: str,
+        sha256: str, worker_id: str, quota_bytes: int, max_count: int, chunks: int,
+        now_ms: int | None = None,
+    ) -> Reply:
+        args = [_now(now_ms), job_id, name, upload, size, content_type, sha256, worker_id,
+                quota_bytes, max_count, chunks]
+        return await self._call("artifact_commit", [q.meta], args)
+
+    async def webhook_claim(self, q: QueueKeys, batch: int, visibility_ms: int,
+                            now_ms: int | None = None) -> Reply:
+        return await self._call("webhook_claim", [q.meta, q.webhooks],
+                                [_now(now_ms), batch, visibility_ms])
+
+    async def webhook_record(
+        self, q: QueueKeys, job_id: str, attempt: int, status_code: int | None, error: str,
+        retry_ms: int | None, now_ms: int | None = None,
+    ) -> Reply:
+        args = [_now(now_ms), job_id, attempt, _opt(status_code), error, _opt(retry_ms)]
+        return await self._call("webhook_record", [q.meta, q.webhooks], args)
+
     # -- workers and tokens (keys under the namespace's own hash tag) ---------------------------
 
     async def register(

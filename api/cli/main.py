@@ -1,4 +1,4 @@
-"""The ``leasehold`` command: serve, reaper, agent, bench and token."""
+"""The ``leasehold`` command: serve, reaper, agent, bench, token and webhooks."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from aiohttp import web
 from leasehold import __version__
 from leasehold.api.app import create_app
 from leasehold.api.cli import token as token_cli
+from leasehold.api.cli import webhooks as webhooks_cli
 from leasehold.api.cli.startup import (
     LocalState,
     StartupError,
@@ -330,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     token_cli.add_parser(commands, _Help)
+    webhooks_cli.add_parser(commands, _Help)
     return parser
 
 

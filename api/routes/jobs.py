@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
+from leasehold.api.routes.results import (
+    SubmitBody,
+    stream_result,
+    wait_terminal,
+    webhook_job_fields,
+)
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.http import (
     principal,
@@ -19,9 +23,8 @@ from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, router
 from leasehold.api.wire import Accepted, BulkSubmit, BulkSubmitted, JobPage, SubmittedJob
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
-from leasehold.scheduler.models import Job, JobSpec, Submitted
+from leasehold.scheduler.models import Job, Submitted
 
-SYNC_POLL_SECS = 0.05
 MAX_SYNC_WAIT_SECS = 60.0
 
 
@@ -29,33 +32,32 @@ def _submitted(result: Submitted) -> SubmittedJob:
     return SubmittedJob(**result.job.model_dump(), deduplicated=result.deduplicated)
 
 
-@router.route("POST", "/api/jobs", roles=PRODUCERS, tag="jobs", body=JobSpec,
-              response=SubmittedJob, status=201, also=(200,), query={"wait_secs": "number ≤ 60"},
-              summary="Submit a job (200 + deduplicated when unique_key matched)",
+@router.route("POST", "/api/jobs", roles=PRODUCERS, tag="jobs", body=SubmitBody,
+              response=SubmittedJob, status=201, also=(200, 202),
+              query={"wait_secs": "number ≤ 60 (sync mode without a result object)"},
+              summary="Submit a job (200 + deduplicated when unique_key matched). result.mode: "
+                      "async (201 now), sync (200 finished job, 202 at timeout_secs), stream "
+                      "(SSE: log and progress events, then end with the job), webhook (201 now; "
+                      "the finished job is POSTed to result.webhook.url)",
               errors=(400, 401, 403, 413, 503))
-async def submit(request: web.Request) -> web.Response:
+async def submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     wait = query_float(request, "wait_secs", 0, 0, MAX_SYNC_WAIT_SECS)
-    spec = await read_model(request, JobSpec)
-    result = await services.scheduler.submit(spec)
+    spec = await read_model(request, SubmitBody)
+    mode = spec.result.mode if spec.result is not None else "async"
+    extra = await webhook_job_fields(request, spec.result)
+    result = await services.scheduler.submit(spec, extra_fields=extra or None)
     job = result.job
+    if mode == "stream":
+        return await stream_result(request, job)
+    if mode == "sync" and spec.result is not None:
+        job = await wait_terminal(request, job, spec.result.timeout_secs)
+        reply = SubmittedJob(**job.model_dump(), deduplicated=result.deduplicated)
+        return respond(reply, 200 if job.status.terminal else 202)
     if wait > 0:
-        job = await _wait_terminal(request, job, wait)
+        job = await wait_terminal(request, job, wait)
     reply = SubmittedJob(**job.model_dump(), deduplicated=result.deduplicated)
     return respond(reply, 200 if result.deduplicated else 201)
-
-
-async def _wait_terminal(request: web.Request, job: Job, wait_secs: float) -> Job:
-    """Sync mode: the job as it is when it ends, or when ``wait_secs`` run out."""
-    scheduler = request.app[SERVICES].scheduler
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_secs
-    delay = SYNC_POLL_SECS
-    while not job.status.terminal and loop.time() < deadline:
-        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-        delay = min(delay * 2, 1.0)
-        job = await scheduler.get(job.id)
-    return job
 
 
 @router.route("POST", "/api/jobs/bulk", roles=PRODUCERS, tag="jobs", body=BulkSubmit,

@@ -143,4 +143,6 @@ def _json_write(request: web.Request) -> bool:
     kind = request.content_type
     if kind == "application/json":
         return True
+    if request.method == "PUT" and "/artifacts/" in request.path:
+        return True  # raw bytes; a cross-site PUT is always preflighted, so CORS already decided
     return kind in YAML_TYPES and request.method == "POST" and request.path == "/api/workflows"

@@ -17,6 +17,7 @@ _PARAM = re.compile(r"{(\w+)}")
 _DESCRIPTIONS = {
     400: "Invalid input", 401: "Missing or invalid token", 403: "Wrong role or not your lease",
     404: "Unknown id", 409: "Lease lost or state conflict", 413: "Body too large",
+    507: "Storage quota exceeded",
     429: "Rate limited", 503: "Redis unavailable or out of memory",
 }
 
@@ -53,9 +54,14 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
     if spec.body is not None:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": schemas.of(spec.body, "validation")}}}
+    binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    if spec.raw_body:
+        op["requestBody"] = {"required": True, "content": binary}
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
+    elif spec.raw_response:
+        ok["content"] = binary
     for status in (spec.status, *spec.also):
         op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)

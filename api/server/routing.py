@@ -33,6 +33,8 @@ class RouteSpec:
     errors: tuple[int, ...] = ()
     sse: bool = False  # answers text/event-stream; a stream ticket may stand in for a token
     also: tuple[int, ...] = ()  # other success statuses, with the same body as ``status``
+    raw_body: bool = False  # takes raw bytes of any Content-Type, streamed (no size limit here)
+    raw_response: bool = False  # answers raw bytes of the stored Content-Type
 
 
 class Router:
@@ -57,10 +59,12 @@ class Router:
         errors: tuple[int, ...] = (),
         sse: bool = False,
         also: tuple[int, ...] = (),
+        raw_body: bool = False,
+        raw_response: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             spec = RouteSpec(method, path, handler, roles, summary, tag, body, response, status,
-                             query or {}, errors, sse, also)
+                             query or {}, errors, sse, also, raw_body, raw_response)
             self.specs.append(spec)
             self._by_handler[handler] = spec
             return handler

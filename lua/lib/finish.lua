@@ -1,7 +1,8 @@
 -- finish: the one way a job enters a terminal status (retention, dedup window, counters, event),
 -- and the workflow cascade that follows it.
 -- Keys built here: P job:<id> (PEXPIRE backstop), P done, P log:<id>, P unique:<key> (expires
--- unique_ttl after the job ends), P stats, P wf:<id>, P wfrun:<run>, P wfruns:<workflow id>.
+-- unique_ttl after the job ends), P stats, P wf:<id>, P wfrun:<run>, P wfruns:<id>,
+-- P webhooks (a webhook job's delivery, due now).
 
 local finish
 
@@ -53,7 +54,7 @@ end
 
 finish = function(ctx, job_key, id, status, from)
   local f = redis.call("HMGET", job_key, "result_ttl_ms", "unique_key", "unique_ttl_ms",
-    "attempt", "lease_id", "workflow_id")
+    "attempt", "lease_id", "workflow_id", "webhook_url")
   local ttl = tonumber(f[1]) or 604800000
   redis.call("HSET", job_key, "status", status, "finished_at_ms", ctx.now)
   redis.call("ZADD", ctx.P .. "done", ctx.now + ttl, id)
@@ -80,5 +81,6 @@ finish = function(ctx, job_key, id, status, from)
   redis.call("HINCRBY", ctx.P .. "stats", "finished:" .. status, 1)
   redis.call("HINCRBY", ctx.P .. "stats", "count:" .. status, 1)
   emit(ctx, id, from, status, f[4], f[5], f[6])
+  if f[7] and f[7] ~= "" then redis.call("ZADD", ctx.P .. "webhooks", ctx.now, id) end
   cascade(ctx, job_key, status)
 end

@@ -32,8 +32,6 @@ from leasehold.scheduler.reaper import Reaper
 from tests.processes import Child, leasehold
 from tests.redis_server import RedisServer, free_port
 
-pytestmark = pytest.mark.load
-
 SOAK_SECS = float(os.environ.get("LEASEHOLD_SOAK_SECS", "120"))
 SAMPLE_SECS = 10.0
 RESULT_TTL_SECS = 20  # short retention, so the soak sees purges and the drain back to baseline
@@ -41,6 +39,8 @@ QUEUE_IDLE_SECS = 15
 WORKER_OFFLINE_SECS = 3
 WORKER_RETENTION_SECS = 10
 RESULTS = Path(__file__).parent / "results" / "churn_soak.json"
+
+pytestmark = [pytest.mark.load, pytest.mark.timeout(SOAK_SECS + 600)]
 
 
 @dataclass
