@@ -8,7 +8,16 @@ from collections.abc import AsyncIterator
 from aiohttp import hdrs, web
 
 from leasehold import __version__
-from leasehold.api.routes import jobs, leases, logs, ops, ui, workers, workflows  # noqa: F401
+from leasehold.api.routes import (  # noqa: F401
+    jobs,
+    leases,
+    logs,
+    ops,
+    schedules,
+    ui,
+    workers,
+    workflows,
+)
 from leasehold.api.server import metrics, openapi
 from leasehold.api.server.appkeys import ROUTER, SERVICES, SETTINGS
 from leasehold.api.server.errors import error_middleware
