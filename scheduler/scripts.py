@@ -209,8 +209,10 @@ class Scripts:
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,
         now_ms: int | None, verification: str = "",
     ) -> Reply:
-        return await self._call("complete", *self.complete_call(
-            q, job_id, lease_id, worker_id, outputs_json, now_ms, verification))
+        keys = [q.meta, q.leases, q.done, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json,
+                verification]
+        return await self._call("complete", keys, args)
 
     async def fail(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, error: str,

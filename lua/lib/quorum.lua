@@ -4,7 +4,8 @@
 -- worker that has not voted on it (claim skips jobs carrying `vby:<worker>`).
 -- Keys built here: P job:<id> fields `vby:<worker id>` (one per voting worker) and
 -- `vote:<value>` (one per distinct value), bounded by `verify_max_votes` (the job fails with
--- `no_quorum` when that many votes found no quorum) and deleted with the job; P events; P stats.
+-- `no_quorum` when that many votes found no quorum) and deleted with the job; P events; P stats;
+-- P leases (the job leaves it).
 
 -- Records one vote of the lease's worker (needs lib/finish). Returns nil when the job needs no
 -- quorum or this vote reached it (the caller finishes the job with success); else "voted" (the
