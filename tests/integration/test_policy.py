@@ -20,7 +20,7 @@ async def _claim_one(scheduler: Scheduler, worker: str, now: int = T0) -> str | 
 
 
 async def _quorum_job(scheduler: Scheduler, count: int = 2, **extra: object) -> str:
-    spec = JobSpec(verification=Verification(count=count, **extra))  # type: ignore[arg-type]
+    spec = JobSpec(verification=Verification.model_validate({"count": count, **extra}))
     return (await scheduler.submit(spec, now_ms=T0)).job.id
 
 
