@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -101,8 +101,8 @@ async def _occurrences(redis_url: str, ns: str) -> list[int]:
     try:
         q = Keyspace(ns).queue("ticks")
         found = []
-        for job_id in await client.zrange(q.index, 0, -1):
-            tag = await client.hget(q.job(job_id), "schedule")
+        for job_id in cast(list[str], await client.zrange(q.index, 0, -1)):
+            tag = cast(str | None, await client.hget(q.job(job_id), "schedule"))
             assert tag is not None and tag.startswith("tick ")
             found.append(int(tag.split()[1]))
         return found
