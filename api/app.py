@@ -15,6 +15,7 @@ from leasehold.api.routes import (  # noqa: F401
     logs,
     ops,
     results,
+    schedules,
     ui,
     workers,
     workflows,

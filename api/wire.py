@@ -88,6 +88,9 @@ class Complete(Strict):
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     outputs: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
                                description="a JSON object, stored and served byte for byte")
+    verification: str | None = Field(
+        default=None, max_length=1024,
+        description="the value this completion vouches for (jobs with a verification quorum)")
 
 
 class Fail(Strict):
@@ -183,6 +186,9 @@ class WorkerList(BaseModel):
 class TokenRequest(Strict):
     role: str = Field(description="admin, submitter, viewer or metrics")
     name: str = Field(min_length=1, max_length=128)
+    queues: list[QueueName] | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="the only queues the token may act in (default: every queue)")
 
 
 class TokenIssued(BaseModel):
@@ -194,6 +200,9 @@ class TokenIssued(BaseModel):
 class RegistrationTokenRequest(Strict):
     ttl_secs: float = Field(default=3600, gt=0, le=86400)
     uses: int = Field(default=1, ge=1, le=10_000)
+    queues: list[QueueName] | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="the only queues the workers it registers may act in (default: every queue)")
 
 
 class RegistrationTokenIssued(BaseModel):

@@ -7,7 +7,8 @@
   ARGV[1]  worker_prefix  string, "{<ns>}:worker:" (same hash tag as KEYS[1])
 
   Returns  {"OK", kind, role, id, name, worker_id, drain (0|1), labels (JSON array, "" for
-           non-workers), registered_at_ms ("" for non-workers)}
+           non-workers), registered_at_ms ("" for non-workers), queues (JSON array of the
+           queues the token is limited to, "" = every queue)}
            {"NONE"}   no such token (never issued, deleted or revoked)
   Errors   none
   Writes   nothing
@@ -16,7 +17,7 @@
   Cost     O(1)
 ]]
 
-local f = redis.call("HMGET", KEYS[1], "kind", "role", "id", "name", "worker_id")
+local f = redis.call("HMGET", KEYS[1], "kind", "role", "id", "name", "worker_id", "queues")
 if not f[1] then return {"NONE"} end
 local drain, labels, registered = 0, "", ""
 if f[1] == "worker" then
@@ -28,4 +29,5 @@ if f[1] == "worker" then
   labels = w[3] or "[]"
   registered = w[4] or ""
 end
-return {"OK", f[1], f[2], f[3] or "", f[4] or "", f[5] or "", drain, labels, registered}
+return {"OK", f[1], f[2], f[3] or "", f[4] or "", f[5] or "", drain, labels, registered,
+  f[6] or ""}

@@ -38,11 +38,14 @@
            stats: one counter per kind and status; deleted with an idle empty queue
            events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
            rate: expires at the end of its window
-  Cost     O(L + max_jobs * (log N + D)), L = number of distinct label sets with ready jobs,
-           D = direct dependencies of a workflow job (plus the bytes of their outputs)
+  Cost     O(L + (max_jobs + 64) * (log N + D)), L = number of distinct label sets with ready
+           jobs, D = direct dependencies of a workflow job (plus the bytes of their outputs);
+           jobs this worker already verified (quorum jobs, field vby:<worker>) are looked past,
+           at most 64 per call (VERIFY_SKIP_WINDOW): past that the claim returns what it has
 ]]
 -- @include base
 -- @include upstream
+-- @include rate
 
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
@@ -53,6 +56,7 @@ if lease_ttl_arg ~= "" then num(lease_ttl_arg, "lease_ttl_ms") end
 local promote_batch = num(ARGV[6], "promote_batch")
 local default_ttl = num(ARGV[7], "default_ttl_ms")
 local wanted = #ARGV - 7
+local VERIFY_SKIP_WINDOW = 64
 
 promote(ctx, promote_batch)
 
@@ -67,12 +71,7 @@ local rate_limit = tonumber(meta[3]) or 0
 local rate_per = math.max(tonumber(meta[4]) or 1000, 1)
 local rate_start, rate_used = ctx.now, 0
 if rate_limit > 0 then
-  -- The window lives in the value, not in the key's expiry, so it follows the now_ms seam.
-  local start, used = string.match(redis.call("GET", KEYS[7]) or "", "^(%d+):(%d+)$")
-  start, used = tonumber(start), tonumber(used)
-  if start and ctx.now >= start and ctx.now < start + rate_per then
-    rate_start, rate_used = start, used
-  end
+  rate_start, rate_used = rate_window(KEYS[7], ctx.now, rate_per)
   wanted = math.min(wanted, rate_limit - rate_used)
   if wanted <= 0 then return {"RATE_LIMITED", rate_start + rate_per, ctx.now} end
 end
@@ -91,19 +90,21 @@ for i = 1, #sets, 2 do
   if ok then heads[#heads + 1] = {key = P .. "ready:" .. sets[i], lsid = sets[i]} end
 end
 
+-- head.skip: members at the front of the set this worker already verified (left in place).
 local function refresh(head)
-  local top = redis.call("ZRANGE", head.key, 0, 0, "WITHSCORES")
+  local top = redis.call("ZRANGE", head.key, head.skip, head.skip, "WITHSCORES")
   if top[1] then
     head.member, head.score = top[1], tonumber(top[2])
   else
     head.member = nil
-    redis.call("HDEL", P .. "labelsets", head.lsid)
+    if head.skip == 0 then redis.call("HDEL", P .. "labelsets", head.lsid) end
   end
 end
-for _, head in ipairs(heads) do refresh(head) end
+for _, head in ipairs(heads) do head.skip = 0 refresh(head) end
 
 local reply = {"OK"}
-for n = 1, wanted do
+local n, skips = 0, 0
+while n < wanted do
   local best = nil
   for _, head in ipairs(heads) do
     if head.member and (best == nil or head.score < best.score
@@ -114,32 +115,42 @@ for n = 1, wanted do
   if best == nil then break end
   local id = string.sub(best.member, 18)
   local job_key = P .. "job:" .. id
-  local f = redis.call("HMGET", job_key, "lease_ttl_ms", "timeout_ms", "attempt", "workflow_id")
-  local ttl = tonumber(lease_ttl_arg) or tonumber(f[1]) or default_ttl
-  local expires = ctx.now + ttl
-  local timeout_at = 0
-  if (tonumber(f[2]) or 0) > 0 then timeout_at = ctx.now + tonumber(f[2]) end
-  local deadline = expires
-  if timeout_at > 0 and timeout_at < deadline then deadline = timeout_at end
-  local lease_id = id .. "." .. ARGV[7 + n]
-  redis.call("ZADD", P .. "leases", deadline, id)
-  note_due(ctx, "leases", id, deadline)
-  redis.call("ZREM", best.key, best.member)
-  redis.call("HSET", job_key, "status", "running", "lease_id", lease_id, "worker_id", worker_id,
-    "lease_state", "active", "lease_ttl_cur_ms", ttl, "lease_granted_at_ms", ctx.now,
-    "lease_expires_at_ms", deadline, "started_at_ms", ctx.now, "timeout_at_ms", timeout_at,
-    "progress", "", "progress_message", "")
-  redis.call("HDEL", job_key, "waiting_deps")
-  redis.call("HINCRBY", P .. "stats", "claimed", 1)
-  emit(ctx, id, "queued", "running", f[3], lease_id, f[4])
-  reply[#reply + 1] = with_upstream(P, job_key, redis.call("HGETALL", job_key))
-  refresh(best)
+  local f = redis.call("HMGET", job_key, "lease_ttl_ms", "timeout_ms", "attempt", "workflow_id",
+    "vby:" .. worker_id)
+  if f[5] then
+    -- A worker never verifies a job twice: look past it, within VERIFY_SKIP_WINDOW per claim.
+    skips = skips + 1
+    best.skip = best.skip + 1
+    if skips > VERIFY_SKIP_WINDOW then break end
+    refresh(best)
+  else
+    n = n + 1
+    local ttl = tonumber(lease_ttl_arg) or tonumber(f[1]) or default_ttl
+    local expires = ctx.now + ttl
+    local timeout_at = 0
+    if (tonumber(f[2]) or 0) > 0 then timeout_at = ctx.now + tonumber(f[2]) end
+    local deadline = expires
+    if timeout_at > 0 and timeout_at < deadline then deadline = timeout_at end
+    local lease_id = id .. "." .. ARGV[7 + n]
+    redis.call("ZADD", P .. "leases", deadline, id)
+    note_due(ctx, "leases", id, deadline)
+    redis.call("ZREM", best.key, best.member)
+    redis.call("HSET", job_key, "status", "running", "lease_id", lease_id, "worker_id", worker_id,
+      "lease_state", "active", "lease_ttl_cur_ms", ttl, "lease_granted_at_ms", ctx.now,
+      "lease_expires_at_ms", deadline, "started_at_ms", ctx.now, "timeout_at_ms", timeout_at,
+      "progress", "", "progress_message", "")
+    redis.call("HDEL", job_key, "waiting_deps")
+    redis.call("HINCRBY", P .. "stats", "claimed", 1)
+    emit(ctx, id, "queued", "running", f[3], lease_id, f[4])
+    reply[#reply + 1] = with_upstream(P, job_key, redis.call("HGETALL", job_key))
+    refresh(best)
+  end
 end
 
 local claimed = #reply - 1
 if claimed > 0 then
   if rate_limit > 0 then
-    redis.call("SET", KEYS[7], rate_start .. ":" .. (rate_used + claimed), "PX", rate_per)
+    rate_take(KEYS[7], rate_start, rate_used, claimed, rate_per)
   end
   announce(ctx)
   return reply

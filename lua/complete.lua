@@ -13,14 +13,19 @@
   ARGV[4]  lease_id      string
   ARGV[5]  worker_id     string, "" to skip the ownership check
   ARGV[6]  outputs       string, JSON object
+  ARGV[7]  verification  string, the value this completion vouches for (jobs with a quorum)
 
   Returns  {"OK", run_ms}   run_ms = this attempt's run time by Redis time
+           {"OK", run_ms, "voted" | "no_quorum"}   a quorum job short of its quorum went back
+           to ready, or failed having used up its votes (lib/quorum.lua)
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
-  Writes   HSET job:<id> status, outputs, lease_state; ZREM leases; ZADD done; stats; events
+  Writes   HSET job:<id> status, outputs, lease_state; ZREM leases; ZADD done; stats; events;
+           a quorum vote: HSET job:<id> vby:<worker>, vote:<value>; ZADD ready:<lsid>
   Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
-  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
+  Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop);
+           its vote fields: at most verify_max_votes
            done: one member per terminal job until its purge time
            stats: one counter per kind and status; deleted with an idle empty queue
            events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
@@ -29,6 +34,7 @@
 -- @include base
 -- @include finish
 -- @include fence
+-- @include quorum
 
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
@@ -39,6 +45,8 @@ local verdict = fence(ctx, job_key, lease_id, worker_id)
 if verdict ~= "OK" then return {verdict} end
 
 local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
+local vote = quorum_vote(ctx, job_key, job_id, ARGV[7] or "")
+if vote then return {"OK", run_ms, vote} end
 redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
 finish(ctx, job_key, job_id, "success", "running")
 redis.call("ZREM", KEYS[2], job_id)

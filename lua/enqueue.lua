@@ -14,6 +14,8 @@
   ARGV[4]  workflow_id   string, "" unless the jobs are one run of a workflow
   ARGV[5]  run_id        string, "" unless a workflow run; refused while another run is active
   ARGV[6]  run_jobs      string, JSON object {job name: job id} of the run ("" without a run)
+  ARGV[7]  schedule      string, "<schedule id> <occurrence ms>" when a schedule's occurrence is
+                         enqueued ("" otherwise): refused unless later than the last one
   then per job, in order:
            id            string, the job id (unique; refused if it exists)
            lsid          string, id of the job's required-label set
@@ -27,6 +29,9 @@
 
   Returns  {"OK", now_ms, id_1, dedup_1, id_2, dedup_2, ...}  dedup = 1 when unique_key matched a
            live job, whose id is returned instead
+           {"RATE_LIMITED", retry_at_ms, now_ms}  the queue's submit_rate has no room for
+           every job of the call (none is stored)
+           {"SCHEDULE_DONE", last_ms}  the schedule's occurrence was enqueued already
   Errors   {"ID_EXISTS", id} | {"RUN_ACTIVE", run_id} before any write;
            error "BAD_ARG <name>" for malformed ARGV
   Writes   HSET job:<id>; ZADD ready:<lsid> or delayed; ZADD index; SET unique:<key>; stats; events;
@@ -38,6 +43,8 @@
            P stats         HASH   lifecycle counters
            P unique:<key>  STRING job id holding a unique_key
            P wf:<id>       HASH   active_run and run counter of a workflow
+           P submit_rate   STRING "<window start ms>:<submits>" of the submit_rate window
+           P sched:<id>    STRING the last occurrence (ms) of a schedule enqueued here
            P wfrun:<run>   HASH   one workflow run
            P wfruns:<id>   ZSET   run ids of a workflow
   Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
@@ -46,6 +53,8 @@
            delayed: one member per delayed job
            index: one member per job until it is purged
            P unique:<key>: expires unique_ttl after its job ends
+           P submit_rate: expires at the end of its window
+           P sched:<id>: one per schedule; deleted with the schedule
            stats: one counter per kind and status; deleted with an idle empty queue
            events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
            meta: fixed fields; deleted when an idle empty queue is forgotten (forget_queue)
@@ -53,14 +62,16 @@
   Cost     O(count * (fields + log N))
 ]]
 -- @include base
+-- @include rate
 
 local P = prefix_of(KEYS[1])
 local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
 local count = num(ARGV[3], "count")
 local workflow_id, run_id, run_jobs = ARGV[4], ARGV[5], ARGV[6]
 
+local schedule = ARGV[7]
 local jobs = {}
-local pos = 7
+local pos = 8
 for i = 1, count do
   local job = {id = ARGV[pos], lsid = ARGV[pos + 1], labels = ARGV[pos + 2],
     priority = num(ARGV[pos + 3], "priority"),
@@ -78,6 +89,32 @@ end
 if run_id ~= "" then
   local active = redis.call("HGET", P .. "wf:" .. workflow_id, "active_run")
   if active then return {"RUN_ACTIVE", active} end
+end
+local sched_key, occurrence = nil, nil
+if schedule ~= "" then
+  local sched_id, at = string.match(schedule, "^(%S+) (%d+)$")
+  if not sched_id then error("BAD_ARG schedule") end
+  sched_key, occurrence = P .. "sched:" .. sched_id, tonumber(at)
+  local last = tonumber(redis.call("GET", sched_key)) or -1
+  if occurrence <= last then return {"SCHEDULE_DONE", last} end
+end
+local limits = redis.call("HMGET", P .. "meta", "submit_limit", "submit_per_ms")
+local submit_limit = tonumber(limits[1]) or 0
+local submit_per = math.max(tonumber(limits[2]) or 1000, 1)
+local submit_start, submit_used = 0, 0
+if submit_limit > 0 then
+  submit_start, submit_used = rate_window(P .. "submit_rate", ctx.now, submit_per)
+  if submit_used + count > submit_limit then
+    redis.call("HINCRBY", P .. "stats", "submit_rate_limited", count)
+    return {"RATE_LIMITED", submit_start + submit_per, ctx.now}
+  end
+end
+if sched_key then redis.call("SET", sched_key, occurrence) end
+if submit_limit > 0 then
+  rate_take(P .. "submit_rate", submit_start, submit_used, count, submit_per)
+end
+
+if run_id ~= "" then
   redis.call("HSET", P .. "wf:" .. workflow_id, "active_run", run_id)
   redis.call("HSET", P .. "wfrun:" .. run_id, "run_id", run_id, "workflow_id", workflow_id,
     "status", "running", "started_at_ms", ctx.now, "pending", count, "jobs", run_jobs)

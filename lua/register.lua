@@ -24,7 +24,9 @@
            {"WORKER_CONFLICT"}     the id belongs to another live worker
            {"NAME_CONFLICT"}       the name belongs to another live worker
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
-  Writes   HSET worker; ZADD workers; HSET names; HSET token; DEL old token; HINCRBY/DEL regtoken
+  Writes   HSET worker; ZADD workers; HSET names; HSET token; DEL old token; HINCRBY/DEL regtoken;
+           the registration token's `queues` (the queues it limits its workers to) is copied to
+           the worker record and its token
   Derived  <token prefix><digest>  HASH  the worker's previous token, deleted
            <worker prefix><id>     HASH  the worker holding the name, read only
   Bounds   the worker record, its name and its token live until revoked or until the reaper's
@@ -56,7 +58,9 @@ if name_holder and name_holder ~= worker_id then
   if live(holder_key) then return {"NAME_CONFLICT"} end
 end
 
+local queues = ""
 if use_regtoken then
+  queues = redis.call("HGET", KEYS[5], "queues") or ""
   if redis.call("HINCRBY", KEYS[5], "uses_left", -1) <= 0 then redis.call("DEL", KEYS[5]) end
 end
 local replaced = redis.call("EXISTS", KEYS[1])
@@ -75,4 +79,8 @@ redis.call("ZADD", KEYS[2], now, worker_id)
 redis.call("HSET", KEYS[3], name, worker_id)
 redis.call("HSET", KEYS[4], "kind", "worker", "role", "worker", "worker_id", worker_id,
   "id", worker_id, "name", name, "created_at_ms", now)
+if queues ~= "" then
+  redis.call("HSET", KEYS[1], "queues", queues)
+  redis.call("HSET", KEYS[4], "queues", queues)
+end
 return {"OK", now, replaced}

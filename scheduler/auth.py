@@ -11,7 +11,7 @@ import orjson
 from redis.asyncio import Redis
 
 from leasehold.scheduler import codec, errors
-from leasehold.scheduler.keys import Keyspace, new_token
+from leasehold.scheduler.keys import Keyspace, new_token, queue_of_job
 from leasehold.scheduler.scripts import Scripts
 
 ROLES = ("admin", "submitter", "viewer", "worker", "metrics")
@@ -43,6 +43,27 @@ class Principal:
     # A worker's registered labels and registration time, read with its token in one round trip.
     labels: frozenset[str] = frozenset()
     registered_at_ms: int = 0
+    # The queues the token (or the registration token of the worker) is limited to; None: all.
+    queues: frozenset[str] | None = None
+
+    def may(self, queue: str) -> bool:
+        """Whether this caller may submit, read, claim or stream in ``queue``."""
+        return self.queues is None or queue in self.queues
+
+    def require(self, *queues: str) -> None:
+        """Raises 403 ``queue_forbidden`` unless the caller may act in every one of ``queues``."""
+        for queue in queues:
+            if not self.may(queue):
+                raise errors.QueueForbidden(f"this token may not act in queue {queue}",
+                                            queue=queue)
+
+    def require_job(self, job_id: str) -> None:
+        """``require`` for the queue a job (or lease) id names; a malformed id passes (the
+        call then answers 404 as for any unknown id)."""
+        if self.queues is not None:
+            queue = queue_of_job(job_id) or queue_of_job(job_id.rpartition(".")[0])
+            if queue is not None:
+                self.require(queue)
 
     @property
     def lease_owner(self) -> str:
@@ -74,21 +95,25 @@ class TokenStore:
         reply = await self.scripts.authenticate(self.keys, token_digest)
         if reply[0] != "OK":
             return None
-        _, kind, role, token_id, name, worker_id, drain, labels, registered = reply
+        _, kind, role, token_id, name, worker_id, drain, labels, registered, queues = reply
         return Principal(kind=kind, role=role, id=token_id, name=name, worker_id=worker_id,
                          drain=bool(int(drain)),
                          labels=frozenset(orjson.loads(labels)) if labels else frozenset(),
-                         registered_at_ms=int(registered) if registered else 0)
+                         registered_at_ms=int(registered) if registered else 0,
+                         queues=_queues(queues))
 
-    async def create_api_token(self, role: str, name: str) -> tuple[str, str]:
-        """Returns (id, token); the token is shown once and never stored."""
+    async def create_api_token(self, role: str, name: str,
+                               queues: list[str] | None = None) -> tuple[str, str]:
+        """Returns (id, token); the token is shown once and never stored. With ``queues`` the
+        token acts only in those queues."""
         if role not in API_ROLES:
             raise errors.InvalidArgument(f"role must be one of {', '.join(API_ROLES)}")
         token_id, token = new_token(), new_secret("lha_")
         token_digest = digest(token)
+        extra = ["queues", codec.dumps(sorted(set(queues)))] if queues is not None else []
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.token(token_digest), items=[
-                "kind", "api", "role", role, "id", token_id, "name", name])
+                "kind", "api", "role", role, "id", token_id, "name", name, *extra])
             pipe.hset(self.keys.api_tokens, token_id, token_digest)
             await pipe.execute()
         return token_id, token
@@ -114,8 +139,9 @@ class TokenStore:
         expires_at_ms = int(sec) * 1000 + int(usec) // 1000 + codec.ms(ttl_secs)
         key = self.keys.ticket(digest(ticket))
         async with self.redis.pipeline(transaction=True) as pipe:
+            queues = [] if who.queues is None else ["queues", codec.dumps(sorted(who.queues))]
             pipe.hset(key, items=["kind", who.kind, "role", who.role, "id", who.id,
-                                  "worker_id", who.worker_id, "path", path])
+                                  "worker_id", who.worker_id, "path", path, *queues])
             pipe.pexpireat(key, expires_at_ms)
             await pipe.execute()
         return ticket, expires_at_ms
@@ -125,10 +151,14 @@ class TokenStore:
         if not record or record.get("path") != path:
             return None
         return Principal(kind=record["kind"], role=record["role"], id=record.get("id", ""),
-                         worker_id=record.get("worker_id", ""))
+                         worker_id=record.get("worker_id", ""),
+                         queues=_queues(record.get("queues", "")))
 
-    async def create_registration_token(self, ttl_secs: float, uses: int) -> tuple[str, str, int]:
-        """Returns (id, token, expires_at_ms) for a token that registers ``uses`` workers."""
+    async def create_registration_token(
+        self, ttl_secs: float, uses: int, queues: list[str] | None = None,
+    ) -> tuple[str, str, int]:
+        """Returns (id, token, expires_at_ms) for a token that registers ``uses`` workers (with
+        ``queues``, workers that act only in those queues)."""
         if not 0 < ttl_secs <= MAX_REGISTRATION_TTL_SECS:
             raise errors.InvalidArgument(f"ttl_secs must be in (0, {MAX_REGISTRATION_TTL_SECS}]")
         if not 1 <= uses <= 10_000:
@@ -138,7 +168,13 @@ class TokenStore:
         expires_at_ms = int(sec) * 1000 + int(usec) // 1000 + codec.ms(ttl_secs)
         key = self.keys.regtoken(digest(token))
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, items=["id", token_id, "uses_left", uses])
+            extra = ["queues", codec.dumps(sorted(set(queues)))] if queues is not None else []
+            pipe.hset(key, items=["id", token_id, "uses_left", uses, *extra])
             pipe.pexpireat(key, expires_at_ms)
             await pipe.execute()
         return token_id, token, expires_at_ms
+
+
+def _queues(raw: str) -> frozenset[str] | None:
+    """The stored queue list of a token ("" = every queue)."""
+    return frozenset(cast(list[str], orjson.loads(raw))) if raw else None

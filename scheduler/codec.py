@@ -18,6 +18,7 @@ from leasehold.scheduler.models import (
     JobStatus,
     Lease,
     RetryPolicy,
+    Verification,
 )
 from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawJson, RawObject, encode
 
@@ -133,6 +134,9 @@ def job_from_record(record: dict[str, str]) -> Job:
         timeout_secs=secs(timeout) if timeout else None,
         unique_key=record.get("unique_key") or None,
         metadata=_raw_object(record, "metadata"),
+        verification=Verification(count=int(record["verify_count"]),
+                                  max_votes=_int(record, "verify_max_votes"))
+        if record.get("verify_count") else None,
         status=JobStatus(record["status"]),
         attempt=int(record.get("attempt", "0")),
         outputs=RawObject(record["outputs"]) if record.get("outputs") else None,

@@ -74,8 +74,12 @@ class Scheduler(SchedulerReads):
         return (await self.submit_bulk([spec], now_ms, extra_fields))[0]
 
     async def submit_bulk(self, specs: list[JobSpec], now_ms: int | None = None,
-                          extra_fields: dict[str, str] | None = None) -> list[Submitted]:
-        """Stores all jobs or none; one request's jobs share a queue so the write is atomic."""
+                          extra_fields: dict[str, str] | None = None,
+                          schedule: str = "") -> list[Submitted]:
+        """Stores all jobs or none; one request's jobs share a queue so the write is atomic.
+        ``extra_fields``: more job record fields (a webhook's URL). ``schedule`` ("<schedule id>
+        <occurrence ms>"): stored only if that occurrence is later than the schedule's last one
+        (else nothing is stored and [] returned)."""
         if not specs:
             return []
         if len(specs) > MAX_BULK:
@@ -87,7 +91,16 @@ class Scheduler(SchedulerReads):
         await self.remember_queue(queue)
         extra = [item for kv in (extra_fields or {}).items() for item in kv]
         encoded = [[*self._encode(spec, new_job_id(queue)), *extra] for spec in specs]
-        reply = await self.scripts.enqueue(self.queue_keys(queue), encoded, now_ms)
+        if schedule:
+            encoded = [[*job, "schedule", schedule] for job in encoded]
+        reply = await self.scripts.enqueue(self.queue_keys(queue), encoded, now_ms,
+                                           schedule=schedule)
+        if reply[0] == "RATE_LIMITED":
+            wait_ms = max(0, int(reply[1]) - int(reply[2]))
+            raise errors.RateLimited(f"queue {queue} is over its submit_rate; retry later",
+                                     retry_after_secs=max(1, -(-wait_ms // 1000)), queue=queue)
+        if reply[0] == "SCHEDULE_DONE":
+            return []
         raise_for(reply)
         now = int(reply[1])
         results: list[Submitted] = []
@@ -106,6 +119,9 @@ class Scheduler(SchedulerReads):
         delay_ms = codec.ms(spec.delay_secs) if spec.delay_secs else 0
         default_ttl = codec.ms(self.settings.result_ttl_secs)
         pairs = [item for kv in codec.spec_fields(spec, job_id, default_ttl).items() for item in kv]
+        if spec.verification is not None:
+            pairs += ["verify_count", str(spec.verification.count),
+                      "verify_max_votes", str(spec.verification.vote_cap)]
         return [job_id, label_set_id(labels), codec.dumps(labels), str(spec.priority),
                 str(spec.run_at_ms or 0), str(delay_ms), spec.unique_key or "", "ready", *pairs]
 
@@ -224,11 +240,14 @@ class Scheduler(SchedulerReads):
         worker_id: str = "",
         outputs: Mapping[str, Any] | RawJson | None = None,
         now_ms: int | None = None,
+        verification: str | None = None,
     ) -> int:
-        """Finishes the job with success; returns the attempt's run time in ms."""
+        """Finishes the job with success (a quorum job: records the vote, see lib/quorum.lua);
+        returns the attempt's run time in ms."""
         job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.complete(q, job_id, lease_id, worker_id,
-                                            codec.dumps(outputs or {}), now_ms)
+                                            codec.dumps(outputs or {}), now_ms,
+                                            verification or "")
         raise_for(reply, lease_id=lease_id)
         return int(reply[1])
 
@@ -302,9 +321,13 @@ class Scheduler(SchedulerReads):
             fields["paused"] = "1" if limits.paused else "0"
         if limits.max_running is not None:
             fields["max_running"] = str(limits.max_running)
-        if limits.rate_limit is not None:
-            fields["rate_limit"] = str(limits.rate_limit.limit)
-            fields["rate_per_ms"] = str(codec.ms(limits.rate_limit.per_secs))
+        claim_rate = limits.claim_rate or limits.rate_limit
+        if claim_rate is not None:
+            fields["rate_limit"] = str(claim_rate.limit)
+            fields["rate_per_ms"] = str(codec.ms(claim_rate.per_secs))
+        if limits.submit_rate is not None:
+            fields["submit_limit"] = str(limits.submit_rate.limit)
+            fields["submit_per_ms"] = str(codec.ms(limits.submit_rate.per_secs))
         if fields:
             await self.redis.hset(q.meta, items=[x for kv in fields.items() for x in kv])
             await self.redis.publish(q.prefix + "ready", WAKE_ALL)  # limits may now allow claims

@@ -113,6 +113,22 @@ class Forbidden(SchedulerError):
     code = "forbidden"
 
 
+class QueueForbidden(Forbidden):
+    """A token limited to some queues acted on another queue."""
+
+    code = "queue_forbidden"
+
+
+class RateLimited(SchedulerError):
+    """The queue's submit_rate has no room in the current window; ``retry_at_ms`` says when."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_secs: int = 1, **details: object) -> None:
+        super().__init__(message, retry_after_secs=retry_after_secs, **details)
+        self.retry_after_secs = retry_after_secs
+
+
 class LabelsNotRegistered(Forbidden):
     """A worker token claimed with labels its worker was not registered with."""
 

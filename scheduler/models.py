@@ -79,6 +79,25 @@ class RetryPolicy(Strict):
     jitter: float = Field(default=0.0, ge=0, le=1, description="Fraction of the delay to randomize")
 
 
+class Verification(Strict):
+    """A quorum: the job succeeds once ``count`` distinct workers report the same value."""
+
+    count: int = Field(ge=1, le=100, description="distinct workers that must agree")
+    max_votes: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="completions after which a job without quorum fails (default 2*count+1)")
+
+    @model_validator(mode="after")
+    def _room_for_quorum(self) -> Verification:
+        if self.max_votes is not None and self.max_votes < self.count:
+            raise ValueError("max_votes must be >= count")
+        return self
+
+    @property
+    def vote_cap(self) -> int:
+        return self.max_votes if self.max_votes is not None else 2 * self.count + 1
+
+
 class JobSpec(Strict):
     """What a producer submits. Server-owned fields (status, attempt, ...) are refused."""
 
@@ -99,6 +118,7 @@ class JobSpec(Strict):
     result_ttl_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
                                 description="a JSON object, kept byte for byte")
+    verification: Verification | None = None
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobSpec:
@@ -132,6 +152,7 @@ class Job(BaseModel):
     timeout_secs: Secs | None = None
     unique_key: str | None = None
     metadata: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT))
+    verification: Verification | None = None
     status: JobStatus
     attempt: int = 0
     outputs: RawObject | None = None
@@ -202,7 +223,16 @@ class QueueLimits(Strict):
 
     paused: bool | None = None
     max_running: int | None = Field(default=None, ge=0, le=1_000_000)
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimit | None = Field(default=None, description="the same as claim_rate")
+    claim_rate: RateLimit | None = Field(default=None, description="claims per window")
+    submit_rate: RateLimit | None = Field(
+        default=None, description="submitted jobs per window; past it 429 rate_limited")
+
+    @model_validator(mode="after")
+    def _one_claim_rate(self) -> QueueLimits:
+        if self.rate_limit is not None and self.claim_rate is not None:
+            raise ValueError("give claim_rate or rate_limit (its alias), not both")
+        return self
 
 
 class RateLimit(Strict):
@@ -225,6 +255,8 @@ class QueueStats(BaseModel):
     paused: bool
     max_running: int | None
     rate_limit: RateLimit | None
+    claim_rate: RateLimit | None = None
+    submit_rate: RateLimit | None = None
     oldest_ready_age_secs: Secs | None
     counters: dict[str, int]
 

@@ -155,6 +155,11 @@ class SchedulerReads:
         now = now_ms if now_ms is not None or oldest is None else await self.now_ms()
         counters = {name: int(value) for name, value in stats.items()}
         rate = int(meta.get("rate_limit", "0"))
+        claim_rate = RateLimit(limit=rate, per_secs=codec.secs(int(meta["rate_per_ms"]))) \
+            if rate else None
+        submit = int(meta.get("submit_limit", "0"))
+        submit_rate = RateLimit(limit=submit, per_secs=codec.secs(int(meta["submit_per_ms"]))) \
+            if submit else None
         max_running = int(meta.get("max_running", "0"))
         return QueueStats(
             queue=queue,
@@ -167,8 +172,9 @@ class SchedulerReads:
             cancelled=counters.get("count:cancelled", 0),
             paused=meta.get("paused") == "1",
             max_running=max_running or None,
-            rate_limit=RateLimit(limit=rate, per_secs=codec.secs(int(meta["rate_per_ms"])))
-            if rate else None,
+            rate_limit=claim_rate,
+            claim_rate=claim_rate,
+            submit_rate=submit_rate,
             oldest_ready_age_secs=codec.secs(max(0, now - oldest))
             if oldest is not None and now is not None else None,
             counters={k: v for k, v in counters.items() if not k.startswith("count:")},

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.models import ReapReport
+from leasehold.scheduler.schedules import Schedules
 from leasehold.scheduler.workers import WorkerRegistry
 
 log = structlog.get_logger("leasehold.reaper")
@@ -40,6 +41,7 @@ class Reaper:
         self.batch = scheduler.settings.reap_batch
         self.idle_ms = int(scheduler.settings.queue_idle_secs * 1000)
         self.workers = WorkerRegistry(scheduler)
+        self.schedules = Schedules(scheduler)
         self.visited = 0  # queues the last pass (or sweep) reaped
         self._due: dict[str, int] = {}  # queue -> earliest time (Redis ms) it may have work
         self._heap: list[tuple[int, str]] = []
@@ -78,6 +80,7 @@ class Reaper:
         else:
             report = await self.reap_due(now_ms)
         report.workers_offline = await self.workers.sweep(now_ms)
+        await self.schedules.run_due(now_ms)
         await self._record_pass()
         return report
 

@@ -35,6 +35,7 @@ STATUS_ERRORS: dict[str, type[errors.SchedulerError]] = {
     "NAME_CONFLICT": errors.Conflict,
     "RUN_ACTIVE": errors.Conflict,
     "WORKFLOW_JOB": errors.InvalidState,
+    "RATE_LIMITED": errors.RateLimited,
 }
 _MESSAGES = {
     "LEASE_NOT_FOUND": "no such lease",
@@ -52,6 +53,7 @@ _MESSAGES = {
     "NAME_CONFLICT": "the worker name belongs to another live worker",
     "RUN_ACTIVE": "the workflow has an active run",
     "WORKFLOW_JOB": "a workflow job is retried by running its workflow again",
+    "RATE_LIMITED": "the queue is over its submit_rate; retry later",
 }
 
 Reply = list[Any]
@@ -114,12 +116,12 @@ class Scripts:
 
     async def enqueue(
         self, q: QueueKeys, jobs: list[list[str]], now_ms: int | None, workflow_id: str = "",
-        run_id: str = "", run_jobs_json: str = "",
+        run_id: str = "", run_jobs_json: str = "", schedule: str = "",
     ) -> Reply:
         """Each job: [id, lsid, labels, priority, run_at_ms, delay_ms, unique_key, placement,
-        *field_value_pairs]."""
+        *field_value_pairs]. ``schedule``: "<schedule id> <occurrence ms>" or ""."""
         args: list[Any] = [_now(now_ms), self.events_maxlen, len(jobs), workflow_id, run_id,
-                           run_jobs_json]
+                           run_jobs_json, schedule]
         for job in jobs:
             head, pairs = job[:8], job[8:]
             args += [*head, len(pairs) // 2, *pairs]
@@ -195,19 +197,21 @@ class Scripts:
 
     def complete_call(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,
-        now_ms: int | None,
+        now_ms: int | None, verification: str = "",
     ) -> tuple[list[str], list[Any]]:
         """The keys and args of ``complete`` (for ``many``)."""
         keys = [q.meta, q.leases, q.done, q.stats, q.events]
-        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json,
+                verification]
         return keys, args
 
     async def complete(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,
-        now_ms: int | None,
+        now_ms: int | None, verification: str = "",
     ) -> Reply:
         keys = [q.meta, q.leases, q.done, q.stats, q.events]
-        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json,
+                verification]
         return await self._call("complete", keys, args)
 
     async def fail(

@@ -44,6 +44,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     wait = query_float(request, "wait_secs", 0, 0, MAX_SYNC_WAIT_SECS)
     spec = await read_model(request, SubmitBody)
+    principal(request).require(spec.queue)
     mode = spec.result.mode if spec.result is not None else "async"
     extra = await webhook_job_fields(request, spec.result)
     result = await services.scheduler.submit(spec, extra_fields=extra or None)
@@ -66,6 +67,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
               errors=(400, 401, 403, 413, 503))
 async def submit_bulk(request: web.Request) -> web.Response:
     body = await read_model(request, BulkSubmit)
+    principal(request).require(*{spec.queue for spec in body.jobs})
     results = await request.app[SERVICES].scheduler.submit_bulk(body.jobs)
     return respond(BulkSubmitted(jobs=[_submitted(r) for r in results]), 201)
 
@@ -73,8 +75,9 @@ async def submit_bulk(request: web.Request) -> web.Response:
 @router.route("GET", "/api/jobs/{id}", roles=(*READERS, "worker"), tag="jobs", response=Job,
               summary="Get a job (a worker may read only jobs it holds)", errors=(401, 403, 404))
 async def get_job(request: web.Request) -> web.Response:
-    job = await request.app[SERVICES].scheduler.get(request.match_info["id"])
     caller = principal(request)
+    caller.require_job(request.match_info["id"])
+    job = await request.app[SERVICES].scheduler.get(request.match_info["id"])
     if caller.role == "worker" and job.worker_id != caller.worker_id:
         raise errors.Forbidden("a worker may read only the jobs it holds")
     return respond(job)
@@ -91,6 +94,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     queue = request.query.get("queue", "default")
     if not QUEUE_NAME.match(queue):
         raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
+    principal(request).require(queue)
     status = query_status(request)
     limit = query_int(request, "limit", 100, 1, 1000)
     order = request.query.get("order", "asc")
@@ -107,6 +111,7 @@ async def list_jobs(request: web.Request) -> web.Response:
               "its next heartbeat)", errors=(401, 403, 404, 409))
 async def cancel(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
+    principal(request).require_job(job_id)
     previous = await request.app[SERVICES].scheduler.cancel(job_id)
     return respond(Accepted(id=job_id, status="cancelled", previous_status=previous), 202)
 
@@ -116,6 +121,7 @@ async def cancel(request: web.Request) -> web.Response:
               errors=(401, 403, 404, 409))
 async def retry(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
+    principal(request).require_job(job_id)
     previous = await request.app[SERVICES].scheduler.retry(job_id)
     return respond(Accepted(id=job_id, status="queued", previous_status=previous), 202)
 

@@ -67,6 +67,7 @@ async def _claimant(request: web.Request, body: ClaimRequest) -> tuple[Claimant,
               errors=(400, 401, 403, 404, 503))
 async def claim(request: web.Request) -> web.Response:
     body = await read_model(request, ClaimRequest)
+    principal(request).require(*body.queues)
     who, labels = await _claimant(request, body)
     worker_id = who.worker_id
     services = request.app[SERVICES]
@@ -108,7 +109,8 @@ async def complete(request: web.Request) -> web.Response:
     body = await read_model(request, Complete, optional=True)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     with lifecycle.lease_call("job_completed", request.match_info["lease_id"], owner) as event:
-        run_ms = await scheduler.complete(event["lease_id"], owner, body.outputs)
+        run_ms = await scheduler.complete(event["lease_id"], owner, body.outputs,
+                                          verification=body.verification)
         lifecycle.record_run(event, "success", run_ms)
     return respond(Ok())
 

@@ -100,6 +100,7 @@ async def read_logs(request: web.Request) -> web.Response:
 
 
 async def serve_log_read(request: web.Request, job_id: str) -> web.Response:
+    principal(request).require_job(job_id)
     limit = query_int(request, "limit", MAX_READ, 1, MAX_READ)
     chunks, _ = await request.app[SERVICES].logs.read(job_id, request.query.get("after"), limit)
     return respond(chunks if chunks else [])
@@ -115,6 +116,7 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
 
 
 async def serve_log_stream(request: web.Request, job_id: str) -> web.StreamResponse:
+    principal(request).require_job(job_id)
     logs = request.app[SERVICES].logs
     after = request.headers.get("Last-Event-ID") or request.query.get("after")
     if after:
@@ -186,7 +188,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     if queue is not None and not QUEUE_NAME.match(queue):
         raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
     workflow = request.query.get("workflow_id")
-    queues = [queue] if queue else await services.scheduler.queues()
+    caller = principal(request)
+    if queue:
+        caller.require(queue)
+    queues = [queue] if queue else [q for q in await services.scheduler.queues() if caller.may(q)]
     names = {services.scheduler.queue_keys(name).events: name for name in queues}
     # one subscription over every queue's stream: the process's one reader serves them all
     sub = await services.hub.subscribe(names, lambda: cut_off(request))

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from leasehold import __version__
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.errors import error_response
-from leasehold.api.server.http import read_model, respond
+from leasehold.api.server.http import principal, read_model, respond
 from leasehold.api.server.routing import ADMIN, PUBLIC, READERS, router
 from leasehold.api.wire import (
     Deleted,
@@ -29,10 +29,12 @@ from leasehold.scheduler.models import QueueLimits, QueueStats
 
 
 @router.route("GET", "/api/queues", roles=READERS, tag="queues", response=list[QueueStats],
-              summary="Every queue with its counts, limits and oldest ready age", errors=(401, 403))
+              summary="Every queue with its counts, limits and oldest ready age (a token limited "
+              "to some queues sees those)", errors=(401, 403))
 async def list_queues(request: web.Request) -> web.Response:
-    scheduler = request.app[SERVICES].scheduler
-    stats = [await scheduler.queue_stats(name) for name in await scheduler.queues()]
+    scheduler, caller = request.app[SERVICES].scheduler, principal(request)
+    stats = [await scheduler.queue_stats(name) for name in await scheduler.queues()
+             if caller.may(name)]
     return respond(stats if stats else [])
 
 
@@ -40,6 +42,7 @@ def _queue(request: web.Request) -> str:
     name = request.match_info["queue"]
     if not QUEUE_NAME.match(name):
         raise errors.InvalidArgument("queue must match " + QUEUE_NAME.pattern)
+    principal(request).require(name)
     return name
 
 
@@ -50,7 +53,8 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 @router.route("PUT", "/api/queues/{queue}", roles=ADMIN, tag="queues", body=QueueLimits,
-              response=QueueStats, summary="Pause/resume a queue, set rate_limit and max_running",
+              response=QueueStats, summary="Pause/resume a queue, set max_running, claim_rate "
+              "(alias rate_limit) and submit_rate",
               errors=(400, 401, 403))
 async def put_queue(request: web.Request) -> web.Response:
     limits = await read_model(request, QueueLimits)
@@ -62,7 +66,8 @@ async def put_queue(request: web.Request) -> web.Response:
               summary="Create an API token (shown once; stored as SHA-256)", errors=(400, 401, 403))
 async def create_token(request: web.Request) -> web.Response:
     body = await read_model(request, TokenRequest)
-    token_id, token = await request.app[SERVICES].tokens.create_api_token(body.role, body.name)
+    token_id, token = await request.app[SERVICES].tokens.create_api_token(body.role, body.name,
+                                                                          body.queues)
     return respond(TokenIssued(id=token_id, token=token, role=body.role), 201)
 
 
@@ -80,7 +85,7 @@ async def delete_token(request: web.Request) -> web.Response:
 async def create_registration_token(request: web.Request) -> web.Response:
     body = await read_model(request, RegistrationTokenRequest, optional=True)
     token_id, token, expires = await request.app[SERVICES].tokens.create_registration_token(
-        body.ttl_secs, body.uses)
+        body.ttl_secs, body.uses, body.queues)
     return respond(RegistrationTokenIssued(id=token_id, token=token, expires_at_ms=expires), 201)
 
 

@@ -8,11 +8,21 @@ from pydantic import BaseModel
 from leasehold.api.routes.logs import serve_log_read, serve_log_stream
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.guard import YAML_TYPES
-from leasehold.api.server.http import query_int, query_status, respond
+from leasehold.api.server.http import principal, query_int, query_status, respond
 from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, WORKERS, router
 from leasehold.scheduler.models import JobStatus
 from leasehold.scheduler.workflow_defs import load_document, parse
 from leasehold.scheduler.workflows import RunSummary, WorkflowView
+
+
+async def _allowed(request: web.Request, key: str = "id") -> str:
+    """The workflow id of the path, after checking the caller may act in its queue."""
+    workflow_id = request.match_info[key]
+    caller = principal(request)
+    if caller.queues is not None:
+        definition = await request.app[SERVICES].workflows.definition(workflow_id)
+        caller.require(definition.queue)
+    return workflow_id
 
 
 class RunStarted(BaseModel):
@@ -44,6 +54,7 @@ async def list_workflows(request: web.Request) -> web.Response:
     status = query_status(request)
     views = await request.app[SERVICES].workflows.list(limit, offset,
                                                        status.value if status else None)
+    views = [view for view in views if principal(request).may(view.queue)]
     return respond(views if views else [])
 
 
@@ -55,6 +66,7 @@ async def create_workflow(request: web.Request) -> web.Response:
     raw = await request.read()
     fmt = "yaml" if request.content_type in YAML_TYPES else "json"
     definition = parse(load_document(raw, fmt))
+    principal(request).require(definition.queue)
     return respond(await request.app[SERVICES].workflows.create(definition), 201)
 
 
@@ -69,7 +81,7 @@ async def create_sample(request: web.Request) -> web.Response:
               response=WorkflowView, summary="The workflow with its current run's job states",
               errors=(401, 404))
 async def workflow_status(request: web.Request) -> web.Response:
-    return respond(await request.app[SERVICES].workflows.status(request.match_info["id"]))
+    return respond(await request.app[SERVICES].workflows.status(await _allowed(request)))
 
 
 @router.route("POST", "/api/workflows/{id}/run", roles=PRODUCERS, tag="workflows",
@@ -77,7 +89,7 @@ async def workflow_status(request: web.Request) -> web.Response:
               summary="Start a fresh run: roots become claimable (409 while a run is active)",
               errors=(401, 403, 404, 409))
 async def run_workflow(request: web.Request) -> web.Response:
-    workflow_id = request.match_info["id"]
+    workflow_id = await _allowed(request)
     run = await request.app[SERVICES].workflows.run(workflow_id)
     return respond(RunStarted(id=workflow_id, run_id=run.run_id, jobs=run.jobs), 202)
 
@@ -86,7 +98,7 @@ async def run_workflow(request: web.Request) -> web.Response:
               response=RunCancelled, status=202,
               summary="Cancel the active run's unfinished jobs", errors=(401, 403, 404))
 async def cancel_workflow(request: web.Request) -> web.Response:
-    workflow_id = request.match_info["id"]
+    workflow_id = await _allowed(request)
     count = await request.app[SERVICES].workflows.cancel(workflow_id)
     return respond(RunCancelled(id=workflow_id, cancelled=count), 202)
 
@@ -97,7 +109,7 @@ async def cancel_workflow(request: web.Request) -> web.Response:
               "(its jobs stay readable until their result retention ends)",
               errors=(401, 403, 404))
 async def delete_workflow(request: web.Request) -> web.Response:
-    workflow_id = request.match_info["id"]
+    workflow_id = await _allowed(request)
     cancelled, runs = await request.app[SERVICES].workflows.delete(workflow_id)
     return respond(WorkflowDeleted(id=workflow_id, cancelled=cancelled, runs_deleted=runs))
 
@@ -106,7 +118,7 @@ async def delete_workflow(request: web.Request) -> web.Response:
               response=list[RunSummary], summary="Run history, newest first",
               errors=(401, 404))
 async def workflow_runs(request: web.Request) -> web.Response:
-    runs = await request.app[SERVICES].workflows.runs(request.match_info["id"])
+    runs = await request.app[SERVICES].workflows.runs(await _allowed(request))
     return respond(runs if runs else [])
 
 
@@ -116,7 +128,7 @@ async def workflow_runs(request: web.Request) -> web.Response:
               errors=(401, 404))
 async def job_cancelled(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    job_id = await services.workflows.job_of(request.match_info["wf_id"],
+    job_id = await services.workflows.job_of(await _allowed(request, "wf_id"),
                                              request.match_info["job_id"])
     job = await services.scheduler.get(job_id)
     return respond(job.status == JobStatus.CANCELLED)
@@ -125,7 +137,7 @@ async def job_cancelled(request: web.Request) -> web.Response:
 @router.route("GET", "/api/workflows/{wf_id}/jobs/{job_id}/logs", roles=READERS, tag="logs",
               summary="A workflow job's log chunks", errors=(400, 401, 404))
 async def workflow_job_logs(request: web.Request) -> web.Response:
-    job_id = await request.app[SERVICES].workflows.job_of(request.match_info["wf_id"],
+    job_id = await request.app[SERVICES].workflows.job_of(await _allowed(request, "wf_id"),
                                                           request.match_info["job_id"])
     return await serve_log_read(request, job_id)
 
@@ -134,6 +146,6 @@ async def workflow_job_logs(request: web.Request) -> web.Response:
               tag="logs", sse=True, summary="SSE of a workflow job's logs",
               errors=(400, 401, 404))
 async def workflow_job_log_stream(request: web.Request) -> web.StreamResponse:
-    job_id = await request.app[SERVICES].workflows.job_of(request.match_info["wf_id"],
+    job_id = await request.app[SERVICES].workflows.job_of(await _allowed(request, "wf_id"),
                                                           request.match_info["job_id"])
     return await serve_log_stream(request, job_id)

@@ -25,6 +25,7 @@ STATUS: dict[type[errors.SchedulerError], int] = {
     errors.InvalidState: 409,
     errors.Conflict: 409,
     errors.JobAlreadyExists: 409,
+    errors.RateLimited: 429,
     errors.ScriptContractError: 500,
 }
 
@@ -66,6 +67,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             return error_response(500, "internal_error", "internal error", request)
         details = {k: v for k, v in exc.details.items() if k not in ("lease_id",)}
         challenge = {"WWW-Authenticate": "Bearer"} if status == 401 else None  # RFC 9110 §11.6.1
+        if isinstance(exc, errors.RateLimited):
+            challenge = {"Retry-After": str(exc.retry_after_secs)}
         return error_response(status, exc.code, exc.message, request, headers=challenge,
                               extra=details)
     except errors.BACKEND_ERRORS as exc:

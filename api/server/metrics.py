@@ -18,6 +18,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.policy_metrics import policy_families
 from leasehold.api.server.routing import router
 from leasehold.scheduler import errors
 from leasehold.scheduler.core import ClaimBatch
@@ -140,6 +141,7 @@ class Scrape:
         if self.snap is not None:
             yield from _queue_families(self.snap)
             yield from _cluster_families(self.snap)
+            yield from policy_families(self.snap)
 
 
 @router.route("GET", "/metrics", roles=METRICS_ROLES, tag="operations",
