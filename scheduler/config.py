@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES")
     )
+    shutdown_grace_secs: float = Field(
+        default=10.0, gt=0, le=3600, validation_alias=_env("SHUTDOWN_GRACE_SECS")
+    )
+    reaper_health_port: int | None = Field(
+        default=None, ge=0, le=65535, validation_alias=_env("REAPER_HEALTH_PORT")
+    )
+    reaper_stale_secs: float = Field(
+        default=30.0, gt=0, le=86400, validation_alias=_env("REAPER_STALE_SECS")
+    )
 
     @field_validator("log_level")
     @classmethod

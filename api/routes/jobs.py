@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.audit import audit
 from leasehold.api.server.http import (
     principal,
     query_float,
@@ -106,6 +107,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     previous = await request.app[SERVICES].scheduler.cancel(job_id)
+    audit(request, "job.cancel", job_id=job_id)
     return respond(Accepted(id=job_id, status="cancelled", previous_status=previous), 202)
 
 
@@ -115,6 +117,7 @@ async def cancel(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     previous = await request.app[SERVICES].scheduler.retry(job_id)
+    audit(request, "job.retry", job_id=job_id)
     return respond(Accepted(id=job_id, status="queued", previous_status=previous), 202)
 
 
