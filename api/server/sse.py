@@ -23,6 +23,7 @@ class KeepAliveResponse(EventSourceResponse):
     written ends the stream's handler (the client is gone)."""
 
     _handler: asyncio.Task[object] | None = None
+    _shut_down = False
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         self._handler = asyncio.current_task()
@@ -39,7 +40,16 @@ class KeepAliveResponse(EventSourceResponse):
         with contextlib.suppress(TimeoutError, ConnectionResetError, RuntimeError, OSError):
             async with asyncio.timeout(SHUTDOWN_SEND_SECS):
                 await self.write(event)
+        self._shut_down = True
         self._end_handler()
+
+    async def wait(self) -> None:
+        """The handler caught the cancel that ended it for shutdown: it returns its response
+        normally (a complete chunked body, a 200 in the request log), not as a 499."""
+        task = asyncio.current_task()
+        if self._shut_down and task is not None and task is self._handler and task.cancelling():
+            task.uncancel()
+        await super().wait()
 
     @property
     def handler(self) -> asyncio.Task[object] | None:
