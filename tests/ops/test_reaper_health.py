@@ -68,7 +68,7 @@ async def test_readyz_and_metrics_report_the_last_reaper_pass(
     before = await (await client.get("/readyz")).json()
     assert before == {"status": "ready", "reaper_last_pass_age_secs": None}
 
-    await Reaper(client.server.app[SERVICES].scheduler).run_once()
+    await Reaper(client.app[SERVICES].scheduler).run_once()
     await asyncio.sleep(0.2)
     after = await (await client.get("/readyz")).json()
     assert 0.1 <= after["reaper_last_pass_age_secs"] < 5
