@@ -42,9 +42,10 @@ async def test_reaper_healthz_turns_503_when_passes_stop_and_200_when_they_resum
 
                 async def status_is(expected: int) -> bool:
                     try:
-                        return (await _health(session, url))[0] == expected
+                        status, body = await _health(session, url)
                     except aiohttp.ClientError:
                         return False
+                    return status == expected and body["last_pass_age_secs"] is not None
 
                 await wait_for(lambda: status_is(200), within=20, what="a healthy reaper")
                 _, body = await _health(session, url)
