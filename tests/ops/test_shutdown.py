@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.processes import Child, children, leasehold
+from tests.processes import Child, children, leasehold, wait_for
 from tests.redis_server import free_port
 
 GRACE_SECS = 10.0
@@ -85,8 +85,10 @@ async def test_sigterm_ends_claims_and_streams_and_exits_within_the_grace(
 
         child.signal(signal.SIGTERM)
         signalled = time.monotonic()
-        while await _ready_status(session, url) == 200:  # until the signal is handled
-            await asyncio.sleep(0.01)
+        async def unready_now() -> bool:
+            return await _ready_status(session, url) != 200
+
+        await wait_for(unready_now, within=5, what="readiness to fail", interval=0.01)
         unready = time.monotonic() - signalled
         results = await asyncio.gather(*claims)
         ended = await asyncio.gather(*streams)
