@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.models import QueueStats, WorkerStatus
@@ -65,19 +66,23 @@ async def reaper_state(scheduler: Scheduler) -> ReaperState:
 _memory_cache: dict[int, tuple[float, RedisMemory]] = {}
 
 
-async def redis_memory(redis: Redis) -> RedisMemory:
-    """INFO memory, cached for ``MEMORY_CACHE_SECS`` per client. On Cluster: the primary
-    nearest its limit (the one that refuses writes first)."""
+async def redis_memory(redis: Redis) -> RedisMemory | None:
+    """INFO memory, cached for ``MEMORY_CACHE_SECS`` per client (None where INFO is refused, as
+    on some managed Redis). On Cluster: the primary nearest its limit (it refuses writes first)."""
     now = time.monotonic()
     cached = _memory_cache.get(id(redis))
     if cached is not None and now - cached[0] < MEMORY_CACHE_SECS:
         return cached[1]
-    if isinstance(redis, RedisCluster):
-        replies = cast(dict[str, dict[str, Any]], await redis.info(
-            "memory", target_nodes=RedisCluster.PRIMARIES))
-        infos = list(replies.values()) if replies and "used_memory" not in replies else [replies]
-    else:
-        infos = [await redis.info("memory")]
+    try:
+        if isinstance(redis, RedisCluster):
+            replies = cast(dict[str, dict[str, Any]], await redis.info(
+                "memory", target_nodes=RedisCluster.PRIMARIES))
+            infos = (list(replies.values()) if replies and "used_memory" not in replies
+                     else [replies])
+        else:
+            infos = [await redis.info("memory")]
+    except ResponseError:  # a connection error is not this: it fails the scrape's redis_up
+        return None
     readings = [RedisMemory(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
                 for info in infos]
     memory = max(readings, key=lambda m: (m.used_bytes / m.max_bytes if m.max_bytes else 0,
