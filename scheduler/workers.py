@@ -101,16 +101,18 @@ class WorkerRegistry:
                         int(registered))
 
     async def keep_claims(self, who: Claimant, claims: list[Claim]) -> list[Claim]:
-        """The claims, or none when the worker was revoked or replaced while claiming.
+        """The claims, or none when the worker was drained, revoked or replaced while claiming.
 
         Checked after the claim script: a revoke that deleted the record before this read
         finds no lease to release, so the claim releases what it got itself; one that deleted
-        it after this read runs its lease sweep after the claim, and releases them there.
+        it after this read runs its lease sweep after the claim, and releases them there. A
+        drain written before this read is seen here, so no job reaches a draining worker.
         """
         if not claims:
             return claims
-        registered = await self.redis.hget(self.keys.worker(who.worker_id), "registered_at_ms")
-        if registered == str(who.registered_at_ms):
+        registered, drain = cast(list[str | None], await self.redis.hmget(
+            self.keys.worker(who.worker_id), ["registered_at_ms", "drain"]))
+        if registered == str(who.registered_at_ms) and drain != "1":
             return claims
         for claim in claims:
             with contextlib.suppress(errors.LeaseLost):  # the revoke's sweep got there first

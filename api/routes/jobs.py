@@ -11,6 +11,7 @@ from leasehold.api.routes.results import (
     webhook_job_fields,
 )
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.audit import audit
 from leasehold.api.server.http import (
     principal,
     query_float,
@@ -113,6 +114,7 @@ async def cancel(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     principal(request).require_job(job_id)
     previous = await request.app[SERVICES].scheduler.cancel(job_id)
+    audit(request, "job.cancel", job_id=job_id)
     return respond(Accepted(id=job_id, status="cancelled", previous_status=previous), 202)
 
 
@@ -123,6 +125,7 @@ async def retry(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     principal(request).require_job(job_id)
     previous = await request.app[SERVICES].scheduler.retry(job_id)
+    audit(request, "job.retry", job_id=job_id)
     return respond(Accepted(id=job_id, status="queued", previous_status=previous), 202)
 
 

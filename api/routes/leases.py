@@ -76,7 +76,8 @@ async def claim(request: web.Request) -> web.Response:
         claims: list[Claim] = []
     elif body.wait_secs > 0:
         batch = await services.waiters.claim(worker_id, labels, body.queues,
-                                             body.lease_ttl_secs, wanted, body.wait_secs)
+                                             body.lease_ttl_secs, wanted, body.wait_secs,
+                                             who.registered_at_ms)
         claims = batch.claims
     else:
         batch = await services.scheduler.claim(worker_id, labels, body.queues,

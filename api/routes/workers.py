@@ -6,6 +6,7 @@ from aiohttp import web
 from pydantic import Field, JsonValue
 
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
+from leasehold.api.server.audit import audit
 from leasehold.api.server.http import REGISTRATION_TOKEN, principal, read_model, respond
 from leasehold.api.server.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
 from leasehold.api.wire import (
@@ -39,6 +40,7 @@ async def register(request: web.Request) -> web.Response:
     registration_token: str | None = request.get(REGISTRATION_TOKEN)
     worker, token = await request.app[SERVICES].workers.register(
         registration_token, body.worker_id, body.name, body.labels, body.version, body.metadata)
+    audit(request, "worker.register", worker_id=worker.worker_id)
     ttl = settings.default_lease_ttl_secs
     config = WorkerConfig(heartbeat_interval_secs=round(ttl / 3, 3), lease_ttl_secs=ttl)
     return respond(Registered(worker_id=worker.worker_id, worker_token=token, config=config), 201)
@@ -101,28 +103,44 @@ async def get_worker(request: web.Request) -> web.Response:
               errors=(400, 401, 403, 404, 409))
 async def update_worker(request: web.Request) -> web.Response:
     body = await read_model(request, WorkerUpdate)
-    return respond(await request.app[SERVICES].workers.update(
-        request.match_info["id"], body.labels, body.name, body.metadata))
+    worker = await request.app[SERVICES].workers.update(
+        request.match_info["id"], body.labels, body.name, body.metadata)
+    audit(request, "worker.patch", worker_id=worker.worker_id,
+          fields=sorted(body.model_fields_set))
+    return respond(worker)
 
 
 @router.route("DELETE", "/api/workers/{id}", roles=ADMIN, tag="workers", response=Deleted,
               summary="Revoke a worker: its token fails at once and its leases go back to "
               "the queue without using an attempt", errors=(401, 403, 404))
 async def revoke_worker(request: web.Request) -> web.Response:
-    released = await request.app[SERVICES].workers.revoke(request.match_info["id"])
+    services, worker_id = request.app[SERVICES], request.match_info["id"]
+    worker = await services.workers.get(worker_id)
+    released = await services.workers.revoke(worker_id)
+    await services.waiters.stop_worker(worker_id, worker.registered_at_ms)
+    audit(request, "worker.revoke", worker_id=worker_id)
     return respond(Deleted(leases_released=released))
 
 
 @router.route("POST", "/api/workers/{id}/drain", roles=ADMIN, tag="workers", response=Worker,
-              summary="Stop giving the worker jobs; its heartbeat says drain: true",
+              summary="Stop giving the worker jobs at once (its waiting claims return empty); its "
+              "heartbeat says drain: true",
               errors=(401, 403, 404))
 async def drain(request: web.Request) -> web.Response:
-    return respond(await request.app[SERVICES].workers.set_drain(request.match_info["id"], True))
+    services = request.app[SERVICES]
+    worker = await services.workers.set_drain(request.match_info["id"], True)
+    await services.waiters.stop_worker(worker.worker_id, worker.registered_at_ms)
+    audit(request, "worker.drain", worker_id=worker.worker_id)
+    return respond(worker)
 
 
 @router.route("POST", "/api/workers/{id}/undrain", roles=ADMIN, tag="workers", response=Worker,
               summary="Let a drained worker claim again", errors=(401, 403, 404))
 async def undrain(request: web.Request) -> web.Response:
-    return respond(await request.app[SERVICES].workers.set_drain(request.match_info["id"], False))
+    services = request.app[SERVICES]
+    worker = await services.workers.set_drain(request.match_info["id"], False)
+    await services.waiters.resume_worker(worker.worker_id, worker.registered_at_ms)
+    audit(request, "worker.undrain", worker_id=worker.worker_id)
+    return respond(worker)
 
 
