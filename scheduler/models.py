@@ -166,6 +166,14 @@ class FailOutcome(BaseModel):
     will_retry: bool
     retry_at_ms: int | None = None
     run_ms: int = 0
+    replayed: bool = False  # the same lease already failed the job: this is that reply again
+
+
+class Finished(BaseModel):
+    """A completion: the attempt's run time, and whether it only repeats an earlier reply."""
+
+    run_ms: int
+    replayed: bool = False
 
 
 class Submitted(BaseModel):

@@ -1,5 +1,5 @@
 -- fence: decides whether a lease-bound call may act, from the job's current lease and its state.
--- Keys built here: none (it reads the job key it is given).
+-- Keys built here: none (it reads and writes only the job key it is given).
 
 -- Returns "OK" or the status naming why the lease cannot act.
 local function fence(ctx, job_key, lease_id, worker_id)
@@ -23,4 +23,26 @@ local function fence(ctx, job_key, lease_id, worker_id)
     return "LEASE_RELEASED"
   end
   return "JOB_FINISHED"
+end
+
+-- A finishing call (complete, fail, release) remembers its reply on the job record, in the
+-- field last_reply = "verb|lease id|worker id|r1|r2|r3", so that the same call retried by the
+-- same lease (its reply was lost to a crash or a network cut) gets that reply again instead of
+-- 409. One reply per job: the next finishing call replaces it; it expires with the job record.
+local function remember_reply(job_key, verb, lease_id, r1, r2, r3)
+  local holder = redis.call("HGET", job_key, "worker_id") or ""
+  redis.call("HSET", job_key, "last_reply",
+    table.concat({verb, lease_id, holder, r1 or "", r2 or "", r3 or ""}, "|"))
+end
+
+-- The remembered reply {"REPLAYED", r1, r2, r3} when `verb` by `lease_id` (owned by
+-- `worker_id`, "" = any) is what last finished the job; nil otherwise.
+local function replay(job_key, verb, lease_id, worker_id)
+  local s = redis.call("HGET", job_key, "last_reply")
+  if not s then return nil end
+  local v, lease, holder, r1, r2, r3 =
+    string.match(s, "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$")
+  if v ~= verb or lease ~= lease_id then return nil end
+  if worker_id ~= "" and holder ~= worker_id then return nil end
+  return {"REPLAYED", r1, r2, r3}
 end

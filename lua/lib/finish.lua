@@ -1,7 +1,7 @@
 -- finish: the one way a job enters a terminal status (retention, dedup window, counters, event),
 -- and the workflow cascade that follows it.
 -- Keys built here: P job:<id> (PEXPIRE backstop), P done, P log:<id>, P unique:<key> (expires
--- unique_ttl after the job ends), P stats, P wf:<id>, P wfrun:<run>.
+-- unique_ttl after the job ends), P stats, P wf:<id>, P wfrun:<run>, P wfruns:<id>.
 
 local finish
 

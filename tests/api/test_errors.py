@@ -164,7 +164,7 @@ async def test_409_lease_codes(api: Api) -> None:
     running_retry = await api.post(f"/api/jobs/{third['id']}/retry")
     assert running_retry.status == 409 and running_retry.body["error"] == "invalid_state"
     assert (await worker.post(f"/api/jobs/{lease['lease_id']}/complete")).status == 200
-    twice = await worker.post(f"/api/jobs/{lease['lease_id']}/complete")
+    twice = await worker.post(f"/api/jobs/{lease['lease_id']}/fail", {"error": "late"})
     assert twice.status == 409 and twice.body["error"] == "job_finished"
 
 

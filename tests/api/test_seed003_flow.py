@@ -54,9 +54,9 @@ async def test_seed_003_worker_flow_with_auth_off(open_api: Api) -> None:
     assert failed.body["will_retry"] is True and isinstance(failed.body["retry_at_ms"], int)
     assert (await open_api.job(second["id"]))["status"] == "queued"
 
+    lost = await open_api.post(f"/api/jobs/{lease['lease_id']}/heartbeat")
+    assert lost.status == 409 and lost.body["error"] == "job_finished", lost.text
     for verb in ("heartbeat", "complete"):
-        lost = await open_api.post(f"/api/jobs/{lease['lease_id']}/{verb}")
-        assert lost.status == 409 and lost.body["error"] == "job_finished", lost.text
         lost = await open_api.post(f"/api/jobs/{claimed['lease']['lease_id']}/{verb}")
         assert lost.status == 409 and lost.body["error"] == "job_finished", lost.text
 
