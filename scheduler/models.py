@@ -225,6 +225,20 @@ class QueueStats(BaseModel):
     counters: dict[str, int]
 
 
+# Fields of a state-transition event that are integers on the wire, as in the job object.
+EVENT_INTEGERS = ("attempt", "t")
+
+
+def typed_event(fields: dict[str, str]) -> dict[str, str | int]:
+    """A state transition as stored (every value a string) with its integers as integers."""
+    typed: dict[str, str | int] = dict(fields)
+    for name in EVENT_INTEGERS:
+        value = fields.get(name)
+        if value is not None and value.lstrip("-").isdigit():
+            typed[name] = int(value)
+    return typed
+
+
 def any_json(value: Any) -> JsonValue:
     """Narrows a decoded JSON document to pydantic's JsonValue for typing."""
     return value  # type: ignore[no-any-return]

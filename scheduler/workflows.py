@@ -126,6 +126,9 @@ class Workflows:
         reply = await self.scheduler.scripts.enqueue(
             self.scheduler.queue_keys(queue), encoded, None, workflow_id, run_id,
             codec.dumps(ids))
+        if reply[0] == "RUN_ACTIVE":
+            raise errors.Conflict("the workflow has an active run", workflow_id=workflow_id,
+                                  run_id=reply[1])
         raise_for(reply, workflow_id=workflow_id)
         if not await self.redis.exists(self._def_prefix + workflow_id):
             # Deleted while this run was being written: the run goes with its workflow.
@@ -133,6 +136,19 @@ class Workflows:
             raise errors.WorkflowNotFound("no such workflow", workflow_id=workflow_id)
         await self._keep_history(workflow_id, queue)
         return RunSummary(run_id=run_id, status="running", started_at_ms=int(reply[1]), jobs=ids)
+
+    async def start(self, workflow_id: str) -> tuple[RunSummary, bool]:
+        """A fresh run and True; while a run is active, that run and False (nothing changes)."""
+        try:
+            return await self.run(workflow_id), True
+        except errors.Conflict as exc:
+            active = str(exc.details.get("run_id", ""))
+            queue = (await self.definition(workflow_id)).queue
+            record = cast(dict[str, str], await self.redis.hgetall(
+                self.scheduler.queue_keys(queue).prefix + f"wfrun:{active}"))
+            if not record:  # the active run ended meanwhile: start a fresh one
+                return await self.run(workflow_id), True
+            return _summary(record), False
 
     async def _keep_history(self, workflow_id: str, queue: str) -> None:
         """A running workflow's history and run counter do not expire (an ended run sets them

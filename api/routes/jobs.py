@@ -25,6 +25,14 @@ SYNC_POLL_SECS = 0.05
 MAX_SYNC_WAIT_SECS = 60.0
 
 
+def _runnable(specs: list[JobSpec]) -> None:
+    """A job gives a worker something to run: a ``command``, a ``payload``, or both."""
+    for index, spec in enumerate(specs):
+        if spec.command is None and spec.payload is None:
+            where = f"jobs[{index}]: " if len(specs) > 1 else ""
+            raise errors.InvalidArgument(f"{where}a job needs a command or a payload")
+
+
 def _submitted(result: Submitted) -> SubmittedJob:
     return SubmittedJob(**result.job.model_dump(), deduplicated=result.deduplicated)
 
@@ -37,6 +45,7 @@ async def submit(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     wait = query_float(request, "wait_secs", 0, 0, MAX_SYNC_WAIT_SECS)
     spec = await read_model(request, JobSpec)
+    _runnable([spec])
     result = await services.scheduler.submit(spec)
     job = result.job
     if wait > 0:
@@ -64,6 +73,7 @@ async def _wait_terminal(request: web.Request, job: Job, wait_secs: float) -> Jo
               errors=(400, 401, 403, 413, 503))
 async def submit_bulk(request: web.Request) -> web.Response:
     body = await read_model(request, BulkSubmit)
+    _runnable(body.jobs)
     results = await request.app[SERVICES].scheduler.submit_bulk(body.jobs)
     return respond(BulkSubmitted(jobs=[_submitted(r) for r in results]), 201)
 

@@ -150,7 +150,7 @@ class Model:
         self.seq = 0
         self.jobs: dict[str, ModelJob] = {}
         self.stats: Counter[str] = Counter()
-        self.events: list[tuple[str, str, str, str]] = []
+        self.events: list[tuple[str, str, str, int]] = []
 
     def recent(self, age: int) -> ModelJob:
         """The job submitted ``age`` submissions ago (wrapping), so shrinking keeps it stable."""
@@ -161,7 +161,7 @@ class Model:
         return sum(not job.status.terminal for job in self.jobs.values())
 
     def _emit(self, job: ModelJob, frm: str, to: str) -> None:
-        self.events.append((job.id, frm, to, str(job.attempt)))
+        self.events.append((job.id, frm, to, job.attempt))
 
     def _next_seq(self) -> int:
         self.seq += 1
