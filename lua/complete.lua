@@ -15,11 +15,11 @@
   ARGV[6]  outputs       string, JSON object
 
   Returns  {"OK", run_ms}   run_ms = this attempt's run time by Redis time
-           {"REPLAYED", "OK", run_ms, ""}  this lease already completed the job: its reply again
+           {"REPLAYED", "OK", ""}  this lease already completed the job: its reply again
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
-  Writes   HSET job:<id> status, outputs, lease_state, last_reply; ZREM leases; ZADD done; stats; events
+  Writes   HSET job:<id> status, outputs, lease_state; ZREM leases; ZADD done; stats; events
   Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
   Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
            done: one member per terminal job until its purge time
@@ -43,7 +43,6 @@ end
 
 local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
 redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
-remember_reply(job_key, "complete", lease_id, "OK", run_ms)
 finish(ctx, job_key, job_id, "success", "running")
 redis.call("ZREM", KEYS[2], job_id)
 -- dependants that became ready wake waiting claims like any submit

@@ -19,8 +19,8 @@
   ARGV[8]  rand          number in [0, 1), drives the backoff jitter
 
   Returns  {"RETRY", due_ms, run_ms} | {"FAILED", "", run_ms}   run_ms = this attempt's run time
-           {"REPLAYED", "RETRY"|"FAILED", due_ms|"", run_ms}  this lease already failed the job:
-           its reply again
+           {"REPLAYED", "RETRY"|"FAILED", due_ms|""}  this lease already failed the job: its
+           reply again
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
@@ -64,7 +64,7 @@ else
 end
 if reply[1] == "FAILED" then reply[2] = "" end
 reply[3] = run_ms
-remember_reply(job_key, "fail", lease_id, reply[1], reply[2], run_ms)
+if reply[1] == "RETRY" then remember_reply(job_key, "f", "R", lease_id, reply[2]) end
 redis.call("ZREM", KEYS[2], job_id)
 wake(ctx)
 return reply

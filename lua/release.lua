@@ -13,7 +13,7 @@
   ARGV[5]  worker_id     string, "" to skip the ownership check
 
   Returns  {"OK"}
-           {"REPLAYED", "OK", "", ""}  this lease already released the job: its reply again
+           {"REPLAYED", "OK", ""}  this lease already released the job: its reply again
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
@@ -38,7 +38,7 @@ if verdict ~= "OK" then
 end
 
 redis.call("HSET", job_key, "status", "queued", "lease_state", "released")
-remember_reply(job_key, "release", lease_id, "OK")
+remember_reply(job_key, "r", "O", lease_id)
 place_ready(ctx, job_key, job_id, false)
 redis.call("ZREM", KEYS[2], job_id)
 local f = redis.call("HMGET", job_key, "attempt", "workflow_id")

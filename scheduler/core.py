@@ -276,7 +276,7 @@ class Scheduler(SchedulerReads):
         raise_for(reply, lease_id=lease_id)
         replayed = reply[0] == "REPLAYED"
         if replayed:
-            reply = reply[1:]
+            reply = [*reply[1:], 0]  # {kind, due}: the run time was observed the first time
         run_ms = int(reply[2] or 0)
         if reply[0] == "RETRY":
             return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=run_ms,
@@ -319,7 +319,7 @@ class Scheduler(SchedulerReads):
 
 
 def _finished(reply: Reply) -> Finished:
-    """``{"OK", run_ms}`` or ``{"REPLAYED", "OK", run_ms, ""}`` of the complete script."""
+    """``{"OK", run_ms}`` or ``{"REPLAYED", "OK", ""}`` of the complete script."""
     if reply[0] == "REPLAYED":
-        return Finished(run_ms=int(reply[2] or 0), replayed=True)
+        return Finished(run_ms=0, replayed=True)  # metrics observed the first reply
     return Finished(run_ms=int(reply[1]))

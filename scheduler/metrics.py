@@ -42,6 +42,8 @@ async def snapshot(scheduler: Scheduler, workers: WorkerRegistry) -> Snapshot:
     counts = dict.fromkeys(WorkerStatus, 0)
     for worker in await workers.list():
         counts[worker.status] += 1
+        if worker.status in (WorkerStatus.IDLE, WorkerStatus.BUSY):
+            counts[WorkerStatus.ONLINE] += 1  # online = idle + busy, as the list filter
     raw = cast(dict[str, str], await scheduler.redis.hgetall(scheduler.keys.reaper))
     last = raw.get("last_run_ms")
     reaper = ReaperState(last_run_ms=int(last) if last else None,

@@ -245,9 +245,14 @@ def any_json(value: Any) -> JsonValue:
 
 
 class WorkerStatus(StrEnum):
-    ONLINE = "online"
-    OFFLINE = "offline"
+    """A worker's status on the wire: idle or busy (it holds a lease) while online, draining,
+    offline. ``online`` is what the record stores for both idle and busy, and a list filter."""
+
+    IDLE = "idle"
+    BUSY = "busy"
     DRAINING = "draining"
+    OFFLINE = "offline"
+    ONLINE = "online"
 
 
 class Worker(BaseModel):
@@ -258,8 +263,9 @@ class Worker(BaseModel):
     labels: list[str] = Field(default_factory=list)
     version: str | None = None
     status: WorkerStatus
+    current_job: str | None = Field(default=None, description="id of a job it holds, or null")
     registered_at_ms: int
     last_heartbeat_ms: int
-    running_jobs: int = 0
+    running_jobs: int = Field(default=0, description="leases it holds")
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     resource_usage: dict[str, JsonValue] = Field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -189,7 +189,7 @@ class SchedulerReads:
         return min(stamps) if stamps else None
 
     async def events(self, queue: str, after: str = "-", count: int = 1000
-                     ) -> list[dict[str, str | int]]:
+                     ) -> list[dict[str, Any]]:
         """State transitions of a queue from its audit stream, oldest first (``attempt`` and
         ``t`` as integers, like the job object)."""
         start = after if after == "-" else f"({after}"

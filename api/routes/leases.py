@@ -72,6 +72,7 @@ async def claim(request: web.Request) -> web.Response:
     who, labels = await _claimant(request, body)
     worker_id = who.worker_id
     services = request.app[SERVICES]
+    services.workers.seen(worker_id)  # a claim is a sign of life, even one that waits
     wanted = body.max_jobs or 1
     if who.drain:
         claims: list[Claim] = []
@@ -97,9 +98,11 @@ async def claim(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, LeaseHeartbeat, optional=True)
     lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
+    services = request.app[SERVICES]
     with lifecycle.lease_call("lease_heartbeat", lease_id, owner, quiet=True):
-        result = await request.app[SERVICES].scheduler.heartbeat(
+        result = await services.scheduler.heartbeat(
             lease_id, owner, body.lease_ttl_secs, body.progress, body.message)
+    services.workers.seen(result.lease.worker_id)
     return respond(HeartbeatReply(lease=result.lease, cancelled=result.cancelled))
 
 
@@ -111,6 +114,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def complete(request: web.Request) -> web.Response:
     body = await read_model(request, Complete, optional=True)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     with lifecycle.lease_call("job_completed", request.match_info["lease_id"], owner) as event:
         done = await scheduler.complete(event["lease_id"], owner, body.outputs)
         if done.replayed:
@@ -128,6 +132,7 @@ async def complete(request: web.Request) -> web.Response:
 async def fail(request: web.Request) -> web.Response:
     body = await read_model(request, Fail)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     with lifecycle.lease_call("job_failed", request.match_info["lease_id"], owner) as event:
         outcome = await scheduler.fail(event["lease_id"], body.error, owner, body.retryable)
         event["will_retry"] = outcome.will_retry
@@ -146,6 +151,7 @@ async def fail(request: web.Request) -> web.Response:
               errors=LEASE_ERRORS)
 async def release(request: web.Request) -> web.Response:
     lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     with lifecycle.lease_call("job_released", lease_id, owner) as event:
         replayed = await request.app[SERVICES].scheduler.release(lease_id, owner)
         if replayed:
@@ -176,6 +182,7 @@ async def _each(
 async def batch_heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, BatchHeartbeat)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.leases}
 
     async def act(lease_id: str) -> LeaseResult:
@@ -196,6 +203,7 @@ async def batch_heartbeat(request: web.Request) -> web.Response:
 async def batch_complete(request: web.Request) -> web.Response:
     body = await read_model(request, BatchComplete)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.completions}
     # One complete script per lease, all in one round trip; each outcome is logged on its own.
     outcomes = await scheduler.complete_many(
@@ -220,6 +228,7 @@ async def batch_complete(request: web.Request) -> web.Response:
 async def batch_fail(request: web.Request) -> web.Response:
     body = await read_model(request, BatchFail)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.failures}
 
     async def act(lease_id: str) -> LeaseResult:

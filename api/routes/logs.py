@@ -29,6 +29,7 @@ from leasehold.scheduler.logs import (
 )
 from leasehold.scheduler.models import Strict, typed_event
 
+
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 

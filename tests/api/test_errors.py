@@ -196,7 +196,8 @@ async def test_503_with_retry_after_when_redis_is_down(
         _, viewer = await api.api_token("viewer")
     finally:
         server.stop()
-    replies = [await api.get(f"/api/jobs/{job['id']}"), await api.post("/api/jobs", {"command": "x"}),
+    replies = [await api.get(f"/api/jobs/{job['id']}"),
+               await api.post("/api/jobs", {"command": "x"}),
                await api.get("/api/jobs", token=viewer), await api.get("/readyz", token=None)]
     for reply in replies:
         assert reply.status == 503, reply.text

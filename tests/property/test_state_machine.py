@@ -218,11 +218,14 @@ class Model:
         }.get(job.lease_state or "", errors.JobFinished)
 
     def replay(self, lease: LeaseRef, call: str) -> Any | None:
-        """The reply a finishing call gets again when the same lease made it last."""
+        """The reply a finishing call gets again when the same lease made it last: kept while
+        the job lives, and after it ended while the lease that ended it is its last."""
         job = self.jobs[lease.job_id]
         if job.place == "purged" or job.last_reply is None:
             return None
         if job.last_reply[:2] != (call, lease.lease_id):
+            return None
+        if job.status.terminal and job.lease_id != lease.lease_id:
             return None
         return job.last_reply[2]
 
@@ -412,8 +415,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert result == Finished(run_ms=run_ms), "the attempt's run time"
             self.model.complete(job)
             job.last_reply = ("complete", lease.lease_id, run_ms)
-        elif (again := self.model.replay(lease, "complete")) is not None:
-            assert result == Finished(run_ms=again, replayed=True)
+        elif self.model.replay(lease, "complete") is not None:
+            assert result == Finished(run_ms=0, replayed=True)
         else:
             assert type(result) is verdict
 
@@ -424,7 +427,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         if verdict is not None:
             again = self.model.replay(lease, "fail")
             if again is not None:
-                assert result == again.model_copy(update={"replayed": True})
+                assert result == again.model_copy(update={"replayed": True, "run_ms": 0})
             else:
                 assert type(result) is verdict
             return
