@@ -20,6 +20,7 @@ from leasehold.scheduler.scripts import raise_for
 from leasehold.scheduler.workflow_defs import NodeDef, WorkflowDef, load_document, parse
 
 log = structlog.get_logger("leasehold.workflows")
+DEFAULT_TRIGGER = "manual"
 SAMPLE = Path(__file__).parent / "samples" / "ci-1.yml"
 HISTORY_PRUNE = 10  # expired runs looked for in a workflow's history per new run
 FORMATS = {".json": "json", ".yml": "yaml", ".yaml": "yaml"}
@@ -253,7 +254,9 @@ class Workflows:
                 records = cast(list[dict[str, str]], await pipe.execute())
             jobs = {r["job_id"]: codec.job_from_record(r) for r in records if r}
         return WorkflowView(
-            id=workflow_id, name=definition.name, trigger=definition.trigger,
+            id=workflow_id, name=definition.name,
+            # workflow-graph's Workflow.trigger is a string: "manual" when none was given
+            trigger=DEFAULT_TRIGGER if definition.trigger is None else definition.trigger,
             queue=definition.queue, run_id=run.run_id if run else None,
             status=run.status if run else "idle",
             jobs=[_job_view(node, jobs.get(node.id)) for node in definition.jobs])
