@@ -225,8 +225,10 @@ class Model:
             return None
         if job.last_reply[:2] != (call, lease.lease_id):
             return None
-        if job.status.terminal and job.lease_id != lease.lease_id:
-            return None
+        if job.status.terminal:  # kept only when this lease's call is what ended the job
+            ended_it = call == "complete" or (call == "fail" and not job.last_reply[2].will_retry)
+            if job.lease_id != lease.lease_id or not ended_it:
+                return None
         return job.last_reply[2]
 
     def heartbeat(self, job: ModelJob, ttl_ms: int | None) -> None:
