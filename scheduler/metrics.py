@@ -103,5 +103,7 @@ async def snapshot(scheduler: Scheduler, workers: WorkerRegistry) -> Snapshot:
     counts = dict.fromkeys(WorkerStatus, 0)
     for worker in await workers.list():
         counts[worker.status] += 1
+        if worker.status in (WorkerStatus.IDLE, WorkerStatus.BUSY):
+            counts[WorkerStatus.ONLINE] += 1  # online = idle + busy, as the list filter
     return Snapshot(queues=list(queues), workers=counts, reaper=await reaper_state(scheduler),
                     memory=await redis_memory(scheduler.redis))

@@ -30,16 +30,24 @@ class WorkerUpdate(Strict):
     metadata: dict[str, JsonValue] | None = None
 
 
-@router.route("POST", "/api/workers/register", roles=(*ADMIN, REGISTRATION), tag="workers",
+@router.route("POST", "/api/workers/register", roles=(*WORKERS, REGISTRATION), tag="workers",
               body=Register, response=Registered, status=201,
               summary="Register a worker with a one-time registration token (or admin); the "
-              "worker token in the reply is shown once", errors=(400, 401, 409))
+              "worker token in the reply is shown once. A worker restarting under its id "
+              "replaces its registration when it sends its own worker token (with auth off, "
+              "always, as workflow-graph does); else a live holder of the id is 409",
+              errors=(400, 401, 403, 409))
 async def register(request: web.Request) -> web.Response:
     body = await read_model(request, Register)
     settings = request.app[SETTINGS]
     registration_token: str | None = request.get(REGISTRATION_TOKEN)
+    caller = principal(request) if registration_token is None else None
+    own_id = caller.worker_id if caller is not None and caller.role == "worker" else None
+    if own_id is not None and body.worker_id not in (None, own_id):
+        raise errors.Forbidden("a worker token registers only its own worker_id again")
     worker, token = await request.app[SERVICES].workers.register(
-        registration_token, body.worker_id, body.name, body.labels, body.version, body.metadata)
+        registration_token, own_id or body.worker_id, body.name, body.labels, body.version,
+        body.metadata, replace_live=own_id is not None or not settings.auth)
     audit(request, "worker.register", worker_id=worker.worker_id)
     ttl = settings.default_lease_ttl_secs
     config = WorkerConfig(heartbeat_interval_secs=round(ttl / 3, 3), lease_ttl_secs=ttl)
@@ -79,12 +87,13 @@ async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/workers", roles=READERS, tag="workers", response=list[Worker],
-              query={"status": "online, offline or draining", "label": "a label"},
+              query={"status": "idle, busy, draining, offline, or online (idle and busy)",
+                     "label": "a label"},
               summary="List workers (bare JSON array)", errors=(400, 401, 403))
 async def list_workers(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in WorkerStatus}:
-        raise errors.InvalidArgument("status must be online, offline or draining")
+        raise errors.InvalidArgument("status must be idle, busy, draining, offline or online")
     workers = await request.app[SERVICES].workers.list(status, request.query.get("label"))
     return respond(workers if workers else [])
 

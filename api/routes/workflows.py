@@ -29,6 +29,7 @@ async def _allowed(request: web.Request, key: str = "id") -> str:
 class RunStarted(BaseModel):
     id: str
     run_id: str
+    started: bool  # false: a run was active, run_id names it and nothing changed
     jobs: dict[str, str]
 
 
@@ -91,13 +92,16 @@ async def workflow_status(request: web.Request) -> web.Response:
 
 @router.route("POST", "/api/workflows/{id}/run", roles=PRODUCERS, tag="workflows",
               response=RunStarted, status=202,
-              summary="Start a fresh run: roots become claimable (409 while a run is active)",
-              errors=(401, 403, 404, 409))
+              summary="Start a fresh run: roots become claimable (while a run is active: "
+              "started: false and that run's id, nothing changes)",
+              errors=(401, 403, 404))
 async def run_workflow(request: web.Request) -> web.Response:
     workflow_id = await _allowed(request)
-    run = await request.app[SERVICES].workflows.run(workflow_id)
-    audit(request, "workflow.run", workflow_id=workflow_id, run_id=run.run_id)
-    return respond(RunStarted(id=workflow_id, run_id=run.run_id, jobs=run.jobs), 202)
+    run, started = await request.app[SERVICES].workflows.start(workflow_id)
+    if started:
+        audit(request, "workflow.run", workflow_id=workflow_id, run_id=run.run_id)
+    return respond(RunStarted(id=workflow_id, run_id=run.run_id, started=started,
+                              jobs=run.jobs), 202)
 
 
 @router.route("POST", "/api/workflows/{id}/cancel", roles=PRODUCERS, tag="workflows",
