@@ -20,7 +20,7 @@ from leasehold.api.routes import (  # noqa: F401
     workers,
     workflows,
 )
-from leasehold.api.server import metrics, openapi
+from leasehold.api.server import metrics, openapi, shutdown
 from leasehold.api.server.appkeys import ROUTER, SERVICES, SETTINGS
 from leasehold.api.server.errors import error_middleware
 from leasehold.api.server.guard import (
@@ -31,7 +31,7 @@ from leasehold.api.server.guard import (
 )
 from leasehold.api.server.middleware import auth_middleware, request_context
 from leasehold.api.server.routing import router
-from leasehold.api.server.sse import LIVE_STREAMS, close_live_streams
+from leasehold.api.server.sse import LIVE_RESPONSES, LIVE_STREAMS
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.service import open_services
 
@@ -62,8 +62,9 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITER] = FailureLimiter(settings.auth_failures_per_minute)
     app[ROUTER] = router
     app[LIVE_STREAMS] = weakref.WeakSet()
+    app[LIVE_RESPONSES] = weakref.WeakSet()
     app.on_response_prepare.append(_server_header)
-    app.on_shutdown.append(close_live_streams)
+    shutdown.install(app)  # at shutdown: readiness fails, waiting claims and streams end
     app.cleanup_ctx.append(_services_ctx)
     router.install(app)
     openapi.install(app, router, package_version())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
@@ -59,6 +59,12 @@ class Ok(BaseModel):
     ok: bool = True
 
 
+class OkReplayed(Ok):
+    """The reply of a call the same lease already made (its first reply was lost)."""
+
+    replayed: Literal[True] = True
+
+
 class ClaimRequest(Strict):
     worker_id: str | None = Field(default=None, max_length=128)
     labels: list[Label] = Field(default_factory=list, max_length=64)
@@ -103,6 +109,12 @@ class FailReply(BaseModel):
     retry_at_ms: int | None = None
 
 
+class FailReplayed(FailReply):
+    """The reply of a fail the same lease already made (its first reply was lost)."""
+
+    replayed: Literal[True] = True
+
+
 class BatchHeartbeatItem(LeaseHeartbeat):
     lease_id: LeaseId
 
@@ -137,6 +149,7 @@ class LeaseResult(BaseModel):
     retry_at_ms: int | None = None
     error: str | None = None
     message: str | None = None
+    replayed: bool | None = None
 
 
 class LeaseResults(BaseModel):

@@ -18,6 +18,7 @@
   Returns  {"OK", run_ms}   run_ms = this attempt's run time by Redis time
            {"OK", run_ms, "voted" | "no_quorum"}   a quorum job short of its quorum went back
            to ready, or failed having used up its votes (lib/quorum.lua)
+           {"REPLAYED", "OK", ""}  this lease already completed the job: its reply again
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
@@ -29,7 +30,7 @@
            done: one member per terminal job until its purge time
            stats: one counter per kind and status; deleted with an idle empty queue
            events: MAXLEN ~ events_maxlen; deleted with an idle empty queue
-  Cost     O(log N)
+  Cost     O(log N + dependants)
 ]]
 -- @include base
 -- @include finish
@@ -42,7 +43,9 @@ local job_id, lease_id, worker_id, outputs = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local job_key = P .. "job:" .. job_id
 local verdict = fence(ctx, job_key, lease_id, worker_id)
-if verdict ~= "OK" then return {verdict} end
+if verdict ~= "OK" then
+  return replay(job_key, "complete", lease_id, worker_id) or {verdict}
+end
 
 local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
 local vote = quorum_vote(ctx, job_key, job_id, ARGV[7] or "")
@@ -50,5 +53,6 @@ if vote then return {"OK", run_ms, vote} end
 redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
 finish(ctx, job_key, job_id, "success", "running")
 redis.call("ZREM", KEYS[2], job_id)
-announce(ctx)
+-- dependants that became ready wake waiting claims like any submit
+wake(ctx)
 return {"OK", run_ms}

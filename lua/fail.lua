@@ -19,10 +19,12 @@
   ARGV[8]  rand          number in [0, 1), drives the backoff jitter
 
   Returns  {"RETRY", due_ms, run_ms} | {"FAILED", "", run_ms}   run_ms = this attempt's run time
+           {"REPLAYED", "RETRY"|"FAILED", due_ms|""}  this lease already failed the job: its
+           reply again
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
-  Writes   HSET job:<id>; ZREM leases; ZADD delayed or ready:<lsid> or done; stats; events
+  Writes   HSET job:<id> (with last_reply); ZREM leases; ZADD delayed or ready:<lsid> or done; stats; events
   Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
   Bounds   P job:<id>: deleted at its purge time, result TTL after it ends (PEXPIRE backstop)
            delayed: one member per delayed job
@@ -46,7 +48,9 @@ local rand = num(ARGV[8], "rand")
 
 local job_key = P .. "job:" .. job_id
 local verdict = fence(ctx, job_key, lease_id, worker_id)
-if verdict ~= "OK" then return {verdict} end
+if verdict ~= "OK" then
+  return replay(job_key, "fail", lease_id, worker_id) or {verdict}
+end
 
 local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
 redis.call("HSET", job_key, "lease_state", "failed")
@@ -60,6 +64,7 @@ else
 end
 if reply[1] == "FAILED" then reply[2] = "" end
 reply[3] = run_ms
+if reply[1] == "RETRY" then remember_reply(job_key, "f", "R", lease_id, reply[2]) end
 redis.call("ZREM", KEYS[2], job_id)
 wake(ctx)
 return reply

@@ -17,9 +17,11 @@
   ARGV[7]  metadata      string, JSON object
   ARGV[8]  offline_ms    integer, a worker silent this long is no longer live
   ARGV[9]  token_digest  string, sha256 hex of the new worker token
+  ARGV[10] replace_live  "1": the id may belong to a live worker (it is restarting), which is
+                         replaced; "0": a live holder of the id is WORKER_CONFLICT
 
-  Returns  {"OK", registered_at_ms, replaced (1 when the id belonged to an offline worker,
-           whose leases the caller then releases)}
+  Returns  {"OK", registered_at_ms, replaced (1 when the id belonged to a worker, offline or
+           replaced while live, whose leases the caller then releases)}
            {"REGTOKEN_INVALID"}    unknown, expired or used up registration token
            {"WORKER_CONFLICT"}     the id belongs to another live worker
            {"NAME_CONFLICT"}       the name belongs to another live worker
@@ -51,7 +53,7 @@ end
 if use_regtoken and (tonumber(redis.call("HGET", KEYS[5], "uses_left")) or 0) < 1 then
   return {"REGTOKEN_INVALID"}
 end
-if live(KEYS[1]) then return {"WORKER_CONFLICT"} end
+if ARGV[10] ~= "1" and live(KEYS[1]) then return {"WORKER_CONFLICT"} end
 local name_holder = redis.call("HGET", KEYS[3], name)
 if name_holder and name_holder ~= worker_id then
   local holder_key = string.sub(KEYS[1], 1, #KEYS[1] - #worker_id) .. name_holder
@@ -70,9 +72,14 @@ local old_name = redis.call("HGET", KEYS[1], "name")
 if old_name and old_name ~= name and redis.call("HGET", KEYS[3], old_name) == worker_id then
   redis.call("HDEL", KEYS[3], old_name)
 end
+-- A live worker replacing its own registration keeps an operator's drain.
+local drain = "0"
+if ARGV[10] == "1" and redis.call("HGET", KEYS[1], "drain") == "1" then drain = "1" end
+local status = "online"
+if drain == "1" then status = "draining" end
 redis.call("DEL", KEYS[1])
 redis.call("HSET", KEYS[1], "worker_id", worker_id, "name", name, "labels", ARGV[5],
-  "version", ARGV[6], "metadata", ARGV[7], "status", "online", "drain", 0,
+  "version", ARGV[6], "metadata", ARGV[7], "status", status, "drain", drain,
   "registered_at_ms", now, "last_heartbeat_ms", now, "running_jobs", 0,
   "resource_usage", "{}", "token_digest", token_digest)
 redis.call("ZADD", KEYS[2], now, worker_id)

@@ -13,10 +13,11 @@
   ARGV[5]  worker_id     string, "" to skip the ownership check
 
   Returns  {"OK"}
+           {"REPLAYED", "OK", ""}  this lease already released the job: its reply again
            {"LEASE_NOT_FOUND"} | {"LEASE_SUPERSEDED"} | {"LEASE_EXPIRED"} | {"LEASE_RELEASED"}
            | {"JOB_CANCELLED"} | {"JOB_FINISHED"} | {"NOT_OWNER"}
   Errors   error "BAD_ARG <name>" for malformed ARGV, before any write
-  Writes   HSET job:<id> status, lease_state; ZADD ready:<lsid>; ZREM leases; events
+  Writes   HSET job:<id> status, lease_state, last_reply; ZADD ready:<lsid>; ZREM leases; events
   Derived  P job:<id>      HASH   the job record (id from ARGV or a set member)
   Bounds   P ready:<lsid>: one member per ready job; gone when empty, with its labelsets entry
            labelsets: only label sets with ready jobs
@@ -32,9 +33,12 @@ local job_id, lease_id, worker_id = ARGV[3], ARGV[4], ARGV[5]
 
 local job_key = P .. "job:" .. job_id
 local verdict = fence(ctx, job_key, lease_id, worker_id)
-if verdict ~= "OK" then return {verdict} end
+if verdict ~= "OK" then
+  return replay(job_key, "release", lease_id, worker_id) or {verdict}
+end
 
 redis.call("HSET", job_key, "status", "queued", "lease_state", "released")
+remember_reply(job_key, "r", "O", lease_id)
 place_ready(ctx, job_key, job_id, false)
 redis.call("ZREM", KEYS[2], job_id)
 local f = redis.call("HMGET", job_key, "attempt", "workflow_id")

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     webhook_poll_secs: float = Field(
         default=1.0, gt=0, le=60, validation_alias=_env("WEBHOOK_POLL_SECS")
     )
+    shutdown_grace_secs: float = Field(
+        default=10.0, gt=0, le=3600, validation_alias=_env("SHUTDOWN_GRACE_SECS")
+    )
+    reaper_health_port: int | None = Field(
+        default=None, ge=0, le=65535, validation_alias=_env("REAPER_HEALTH_PORT")
+    )
+    reaper_stale_secs: float = Field(
+        default=30.0, gt=0, le=86400, validation_alias=_env("REAPER_STALE_SECS")
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -22,6 +22,7 @@ from leasehold.scheduler.keys import (
 from leasehold.scheduler.models import (
     Claim,
     FailOutcome,
+    Finished,
     Heartbeat,
     Job,
     JobSpec,
@@ -241,26 +242,27 @@ class Scheduler(SchedulerReads):
         outputs: Mapping[str, Any] | RawJson | None = None,
         now_ms: int | None = None,
         verification: str | None = None,
-    ) -> int:
-        """Finishes the job with success (a quorum job: records the vote, see lib/quorum.lua);
-        returns the attempt's run time in ms."""
+    ) -> Finished:
+        """Finishes the job with success (a quorum job: records the vote, see lib/quorum.lua).
+        The same call retried by the lease that completed the job gets the first reply again
+        (``replayed``), so a worker whose reply was lost learns its work was taken."""
         job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.complete(q, job_id, lease_id, worker_id,
                                             codec.dumps(outputs or {}), now_ms,
                                             verification or "")
         raise_for(reply, lease_id=lease_id)
-        return int(reply[1])
+        return _finished(reply)
 
     async def complete_many(
         self,
         leases: Sequence[tuple[str, Mapping[str, Any] | RawJson | None]],
         worker_id: str = "",
         now_ms: int | None = None,
-    ) -> dict[str, int | errors.SchedulerError]:
+    ) -> dict[str, Finished | errors.SchedulerError]:
         """Completes each (lease_id, outputs) with its own complete script, fenced on its own,
-        all in one round trip (a pipeline; Cluster: one call each). A lease's run time in ms, or
-        its error in its place: one lease's failure never affects another's."""
-        found: dict[str, int | errors.SchedulerError] = {}
+        all in one round trip (a pipeline; Cluster: one call each). A lease's completion, or its
+        error in its place: one lease's failure never affects another's."""
+        found: dict[str, Finished | errors.SchedulerError] = {}
         calls: list[tuple[list[str], list[Any]]] = []
         sent: list[str] = []
         for lease_id, outputs in leases:
@@ -280,7 +282,7 @@ class Scheduler(SchedulerReads):
             except errors.SchedulerError as exc:
                 found[lease_id] = exc
                 continue
-            found[lease_id] = int(reply[1])
+            found[lease_id] = _finished(reply)
         return found
 
     async def fail(
@@ -294,14 +296,22 @@ class Scheduler(SchedulerReads):
         job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.fail(q, job_id, lease_id, worker_id, error, retryable, now_ms)
         raise_for(reply, lease_id=lease_id)
+        replayed = reply[0] == "REPLAYED"
+        if replayed:
+            reply = [*reply[1:], 0]  # {kind, due}: the run time was observed the first time
+        run_ms = int(reply[2] or 0)
         if reply[0] == "RETRY":
-            return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=int(reply[2]))
-        return FailOutcome(will_retry=False, run_ms=int(reply[2]))
+            return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=run_ms,
+                               replayed=replayed)
+        return FailOutcome(will_retry=False, run_ms=run_ms, replayed=replayed)
 
-    async def release(self, lease_id: str, worker_id: str = "", now_ms: int | None = None) -> None:
+    async def release(self, lease_id: str, worker_id: str = "", now_ms: int | None = None
+                      ) -> bool:
+        """Hands the job back; True when this only repeats the lease's earlier release."""
         job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.release(q, job_id, lease_id, worker_id, now_ms)
         raise_for(reply, lease_id=lease_id)
+        return bool(reply[0] == "REPLAYED")
 
     def lease_target(self, lease_id: str) -> tuple[str, QueueKeys]:
         job_id = job_of_lease(lease_id)
@@ -333,3 +343,9 @@ class Scheduler(SchedulerReads):
             await self.redis.publish(q.prefix + "ready", WAKE_ALL)  # limits may now allow claims
         return await self.queue_stats(queue)
 
+
+def _finished(reply: Reply) -> Finished:
+    """``{"OK", run_ms}`` or ``{"REPLAYED", "OK", ""}`` of the complete script."""
+    if reply[0] == "REPLAYED":
+        return Finished(run_ms=0, replayed=True)  # metrics observed the first reply
+    return Finished(run_ms=int(reply[1]))

@@ -170,5 +170,5 @@ class Keyspace:
 
     @property
     def reaper(self) -> str:
-        """HASH ``last_run_ms`` and ``passes`` of the reapers: the liveness signal alerts watch."""
+        """HASH ``last_pass_ms``, ``pass_duration_ms`` and ``passes`` of the reapers: liveness."""
         return self.global_prefix + "reaper"

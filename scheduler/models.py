@@ -199,6 +199,14 @@ class FailOutcome(BaseModel):
     will_retry: bool
     retry_at_ms: int | None = None
     run_ms: int = 0
+    replayed: bool = False  # the same lease already failed the job: this is that reply again
+
+
+class Finished(BaseModel):
+    """A completion: the attempt's run time, and whether it only repeats an earlier reply."""
+
+    run_ms: int
+    replayed: bool = False
 
 
 class Submitted(BaseModel):
@@ -261,15 +269,34 @@ class QueueStats(BaseModel):
     counters: dict[str, int]
 
 
+# Fields of a state-transition event that are integers on the wire, as in the job object.
+EVENT_INTEGERS = ("attempt", "t")
+
+
+def typed_event(fields: dict[str, str]) -> dict[str, str | int]:
+    """A state transition as stored (every value a string) with its integers as integers."""
+    typed: dict[str, str | int] = dict(fields)
+    for name in EVENT_INTEGERS:
+        value = fields.get(name)
+        if value is not None and value.lstrip("-").isdigit():
+            typed[name] = int(value)
+    return typed
+
+
 def any_json(value: Any) -> JsonValue:
     """Narrows a decoded JSON document to pydantic's JsonValue for typing."""
     return value  # type: ignore[no-any-return]
 
 
 class WorkerStatus(StrEnum):
-    ONLINE = "online"
-    OFFLINE = "offline"
+    """A worker's status on the wire: idle or busy (it holds a lease) while online, draining,
+    offline. ``online`` is what the record stores for both idle and busy, and a list filter."""
+
+    IDLE = "idle"
+    BUSY = "busy"
     DRAINING = "draining"
+    OFFLINE = "offline"
+    ONLINE = "online"
 
 
 class Worker(BaseModel):
@@ -280,8 +307,9 @@ class Worker(BaseModel):
     labels: list[str] = Field(default_factory=list)
     version: str | None = None
     status: WorkerStatus
+    current_job: str | None = Field(default=None, description="id of a job it holds, or null")
     registered_at_ms: int
     last_heartbeat_ms: int
-    running_jobs: int = 0
+    running_jobs: int = Field(default=0, description="leases it holds")
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     resource_usage: dict[str, JsonValue] = Field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from leasehold.scheduler import codec, errors
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.keys import Keyspace, QueueKeys, queue_of_job
-from leasehold.scheduler.models import Job, JobStatus, QueueStats, RateLimit
+from leasehold.scheduler.models import Job, JobStatus, QueueStats, RateLimit, typed_event
 
 MAX_LIST = 1000
 MAX_LIST_SCAN = 10_000
@@ -194,14 +194,16 @@ class SchedulerReads:
             stamps = [int(s) for s in await pipe.execute() if s]
         return min(stamps) if stamps else None
 
-    async def events(self, queue: str, after: str = "-", count: int = 1000) -> list[dict[str, str]]:
-        """State transitions of a queue from its audit stream, oldest first."""
+    async def events(self, queue: str, after: str = "-", count: int = 1000
+                     ) -> list[dict[str, Any]]:
+        """State transitions of a queue from its audit stream, oldest first (``attempt`` and
+        ``t`` as integers, like the job object)."""
         start = after if after == "-" else f"({after}"
         entries = cast(
             list[tuple[str, dict[str, str]]],
             await self.redis.xrange(self.queue_keys(queue).events, start, "+", count=count),
         )
-        return [{"id": entry_id, **fields} for entry_id, fields in entries]
+        return [{"id": entry_id, **typed_event(fields)} for entry_id, fields in entries]
 
     async def raw_record(self, job_id: str) -> dict[str, str]:
         """The stored hash of a job, for tests and diagnostics."""

@@ -43,6 +43,7 @@ class Reaper:
         self.workers = WorkerRegistry(scheduler)
         self.schedules = Schedules(scheduler)
         self.visited = 0  # queues the last pass (or sweep) reaped
+        self.last_pass_at: float | None = None  # time.monotonic() when a pass last finished
         self._due: dict[str, int] = {}  # queue -> earliest time (Redis ms) it may have work
         self._heap: list[tuple[int, str]] = []
         self._swept = False
@@ -75,14 +76,22 @@ class Reaper:
 
     async def run_once(self, now_ms: int | None = None) -> ReapReport:
         """One pass: the first one sweeps every indexed queue, later ones visit due queues."""
+        started = time.monotonic()
         if not self._swept:
             report = await self.sweep(now_ms)
         else:
             report = await self.reap_due(now_ms)
         report.workers_offline = await self.workers.sweep(now_ms)
         await self.schedules.run_due(now_ms)
-        await self._record_pass()
+        await self._record_pass(time.monotonic() - started)
+        self.last_pass_at = time.monotonic()
         return report
+
+    def last_pass_age_secs(self) -> float | None:
+        """Seconds since this process's reaper last finished a pass (None: not yet)."""
+        if self.last_pass_at is None:
+            return None
+        return time.monotonic() - self.last_pass_at
 
     async def reap_due(self, now_ms: int | None = None) -> ReapReport:
         """Reaps the queues whose next deadline has come: O(queues with due work)."""
@@ -155,11 +164,13 @@ class Reaper:
             await redis.zadd(keys.queues, dict.fromkeys(names, now), nx=True)
             await redis.srem(keys.legacy_queues, *names)
 
-    async def _record_pass(self) -> None:
-        """Counts finished passes in Redis, so /metrics of any process shows a reaper is alive."""
+    async def _record_pass(self, seconds: float) -> None:
+        """Records the pass's end and duration in Redis, so /metrics and /readyz of any process
+        show whether a reaper is alive."""
         key = self.scheduler.keys.reaper
         async with self.scheduler.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, "last_run_ms", str(int(time.time() * 1000)))
+            pipe.hset(key, items=["last_pass_ms", str(int(time.time() * 1000)),
+                                  "pass_duration_ms", str(round(seconds * 1000, 3))])
             pipe.hincrby(key, "passes", 1)
             await pipe.execute()
 

@@ -296,12 +296,12 @@ class Scripts:
     async def register(
         self, ks: Keyspace, regtoken_digest: str | None, worker_id: str, name: str,
         labels_json: str, version: str, metadata_json: str, offline_ms: int, token_digest: str,
-        now_ms: int | None = None,
+        now_ms: int | None = None, replace_live: bool = False,
     ) -> Reply:
         keys = [ks.worker(worker_id), ks.workers, ks.worker_names, ks.token(token_digest),
                 ks.regtoken(regtoken_digest or "none")]
         args = [_now(now_ms), "1" if regtoken_digest else "0", worker_id, name, labels_json,
-                version, metadata_json, offline_ms, token_digest]
+                version, metadata_json, offline_ms, token_digest, "1" if replace_live else "0"]
         return await self._call("register", keys, args)
 
     async def authenticate(self, ks: Keyspace, token_digest: str) -> Reply:
@@ -313,6 +313,12 @@ class Scripts:
     ) -> Reply:
         args = [_now(now_ms), version or "", _opt(running_jobs), resource_usage_json or ""]
         return await self._call("worker_heartbeat", [ks.worker(worker_id)], args)
+
+    async def workers_seen(self, ks: Keyspace, worker_ids: list[str],
+                           now_ms: int | None = None) -> Reply:
+        """Signs of life of many workers in one call (their records share one hash tag)."""
+        return await self._call("workers_seen", [ks.workers],
+                                [_now(now_ms), ks.worker_prefix, *worker_ids])
 
     async def update_worker(
         self, ks: Keyspace, worker_id: str, labels_json: str, name: str, metadata_json: str,

@@ -37,6 +37,7 @@ class Services:
     workflows: Workflows
 
     async def close(self) -> None:
+        await self.workers.close()  # the signs of life not yet written
         await self.waiters.stop()
         await self.hub.close()
         await self.redis.aclose()

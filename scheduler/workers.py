@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import cast
 
@@ -23,6 +25,9 @@ from leasehold.scheduler.scripts import raise_for
 log = structlog.get_logger("leasehold.workers")
 WORKER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 SWEEP_BATCH = 500
+SEEN_FLUSH_SECS = 1.0  # signs of life reach the worker record this late at most
+SEEN_BATCH = 500
+Held = list[tuple[int, str]]  # (lease granted at ms, job id) of each active lease a worker holds
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class WorkerRegistry:
         self.keys = scheduler.keys
         self.scripts = scheduler.scripts
         self.settings: Settings = scheduler.settings
+        # Workers this process saw claim or call a lease since the last flush; written in one
+        # script call at most once a second (claims and lease calls run in the queue's hash
+        # slot, which cannot reach the worker records, and stay one round trip).
+        self._seen: set[str] = set()
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def offline_ms(self) -> int:
@@ -61,8 +71,11 @@ class WorkerRegistry:
         labels: list[str],
         version: str | None = None,
         metadata: dict[str, JsonValue] | None = None,
+        replace_live: bool = False,
     ) -> tuple[Worker, str]:
-        """Returns the worker and its token (shown once). ``registration_token`` None = admin."""
+        """Returns the worker and its token (shown once). ``registration_token`` None = admin.
+        ``replace_live``: the id may belong to a live worker (that worker restarting); its
+        earlier leases go back to the queue."""
         worker_id = worker_id or f"w-{new_token()}"
         if not WORKER_ID.match(worker_id):
             raise errors.InvalidArgument("worker_id must match " + WORKER_ID.pattern)
@@ -70,7 +83,7 @@ class WorkerRegistry:
         reply = await self.scripts.register(
             self.keys, digest(registration_token) if registration_token else None, worker_id,
             name or worker_id, codec.dumps(sorted(set(labels))), version or "",
-            codec.dumps(metadata or {}), self.offline_ms, digest(token))
+            codec.dumps(metadata or {}), self.offline_ms, digest(token), replace_live=replace_live)
         raise_for(reply, worker_id=worker_id)
         if int(reply[2]):
             # The id belonged to an offline worker: what it still held goes back to its queue
@@ -101,16 +114,18 @@ class WorkerRegistry:
                         int(registered))
 
     async def keep_claims(self, who: Claimant, claims: list[Claim]) -> list[Claim]:
-        """The claims, or none when the worker was revoked or replaced while claiming.
+        """The claims, or none when the worker was drained, revoked or replaced while claiming.
 
         Checked after the claim script: a revoke that deleted the record before this read
         finds no lease to release, so the claim releases what it got itself; one that deleted
-        it after this read runs its lease sweep after the claim, and releases them there.
+        it after this read runs its lease sweep after the claim, and releases them there. A
+        drain written before this read is seen here, so no job reaches a draining worker.
         """
         if not claims:
             return claims
-        registered = await self.redis.hget(self.keys.worker(who.worker_id), "registered_at_ms")
-        if registered == str(who.registered_at_ms):
+        registered, drain = cast(list[str | None], await self.redis.hmget(
+            self.keys.worker(who.worker_id), ["registered_at_ms", "drain"]))
+        if registered == str(who.registered_at_ms) and drain != "1":
             return claims
         for claim in claims:
             with contextlib.suppress(errors.LeaseLost):  # the revoke's sweep got there first
@@ -132,21 +147,82 @@ class WorkerRegistry:
             raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
         return bool(int(reply[1]))
 
+    # -- signs of life ------------------------------------------------------------------------
+
+    def seen(self, worker_id: str) -> None:
+        """A claim or lease call of ``worker_id``: a sign of life, written with the others of
+        this process within ``SEEN_FLUSH_SECS``."""
+        if not worker_id:
+            return
+        self._seen.add(worker_id)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        while self._seen:
+            await asyncio.sleep(SEEN_FLUSH_SECS)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Writes the signs of life seen so far (kept for the next try if Redis fails)."""
+        seen, self._seen = sorted(self._seen), set()
+        try:
+            for start in range(0, len(seen), SEEN_BATCH):
+                await self.scripts.workers_seen(self.keys, seen[start:start + SEEN_BATCH])
+        except errors.BACKEND_ERRORS:
+            self._seen.update(seen)
+            log.warning("worker_signs_of_life_not_written", workers=len(seen))
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *errors.BACKEND_ERRORS):
+                await self._flusher
+        with contextlib.suppress(*errors.BACKEND_ERRORS):
+            await self.flush()
+
+    # -- reads ---------------------------------------------------------------------------------
+
     async def get(self, worker_id: str) -> Worker:
         record = cast(dict[str, str], await self.redis.hgetall(self.keys.worker(worker_id)))
         if not record:
             raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
-        return _worker(record)
+        return _worker(record, (await self.holdings()).get(worker_id, []))
 
     async def list(self, status: str | None = None, label: str | None = None) -> list[Worker]:
+        """Workers by registration time; ``status`` online = idle and busy."""
         ids = cast(list[str], await self.redis.zrange(self.keys.workers, 0, -1))
         async with self.redis.pipeline(transaction=False) as pipe:
             for worker_id in ids:
                 pipe.hgetall(self.keys.worker(worker_id))
             records = cast(list[dict[str, str]], await pipe.execute())
-        workers = [_worker(record) for record in records if record]
+        held = await self.holdings() if records else {}
+        workers = [_worker(r, held.get(r["worker_id"], [])) for r in records if r]
+        wanted = {WorkerStatus.IDLE, WorkerStatus.BUSY} if status == "online" else {status}
         return [w for w in workers
-                if (status is None or w.status == status) and (label is None or label in w.labels)]
+                if (status is None or w.status in wanted) and (label is None or label in w.labels)]
+
+    async def holdings(self) -> dict[str, Held]:
+        """worker id -> (granted at ms, job id) of each active lease it holds, read from every
+        queue's lease set: two round trips, cost proportional to the running jobs."""
+        queues = await self.scheduler.queues()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrange(self.scheduler.queue_keys(queue).leases, 0, -1)
+            leased = cast(list[list[str]], await pipe.execute())
+        jobs = [(self.scheduler.queue_keys(queue).job(job_id), job_id)
+                for queue, ids in zip(queues, leased, strict=True) for job_id in ids]
+        held: dict[str, Held] = defaultdict(list)
+        if not jobs:
+            return held
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, _ in jobs:
+                pipe.hmget(key, ["worker_id", "lease_state", "lease_granted_at_ms"])
+            found = cast(list[list[str | None]], await pipe.execute())
+        for (_, job_id), (owner, state, granted) in zip(jobs, found, strict=True):
+            if owner and state == "active":
+                held[owner].append((int(granted or 0), job_id))
+        return held
 
     async def draining(self, worker_id: str) -> bool:
         """Whether an admin asked this worker to drain (False for an unregistered id)."""
@@ -221,16 +297,21 @@ def _json(value: str | None) -> dict[str, JsonValue]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _worker(record: dict[str, str]) -> Worker:
+def _worker(record: dict[str, str], held: Held) -> Worker:
+    """The worker as its record says, idle or busy by the leases it holds (``held``)."""
+    status = WorkerStatus(record.get("status", "offline"))
+    if status == WorkerStatus.ONLINE:
+        status = WorkerStatus.BUSY if held else WorkerStatus.IDLE
     return Worker(
         worker_id=record["worker_id"],
         name=record.get("name") or record["worker_id"],
         labels=orjson.loads(record.get("labels") or "[]"),
         version=record.get("version") or None,
-        status=WorkerStatus(record.get("status", "offline")),
+        status=status,
+        current_job=max(held)[1] if held else None,
         registered_at_ms=int(record["registered_at_ms"]),
         last_heartbeat_ms=int(record["last_heartbeat_ms"]),
-        running_jobs=int(record.get("running_jobs") or 0),
+        running_jobs=len(held),
         metadata=_json(record.get("metadata")),
         resource_usage=_json(record.get("resource_usage")),
     )

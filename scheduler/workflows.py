@@ -20,6 +20,7 @@ from leasehold.scheduler.scripts import raise_for
 from leasehold.scheduler.workflow_defs import NodeDef, WorkflowDef, load_document, parse
 
 log = structlog.get_logger("leasehold.workflows")
+DEFAULT_TRIGGER = "manual"
 SAMPLE = Path(__file__).parent / "samples" / "ci-1.yml"
 HISTORY_PRUNE = 10  # expired runs looked for in a workflow's history per new run
 FORMATS = {".json": "json", ".yml": "yaml", ".yaml": "yaml"}
@@ -126,6 +127,9 @@ class Workflows:
         reply = await self.scheduler.scripts.enqueue(
             self.scheduler.queue_keys(queue), encoded, None, workflow_id, run_id,
             codec.dumps(ids))
+        if reply[0] == "RUN_ACTIVE":
+            raise errors.Conflict("the workflow has an active run", workflow_id=workflow_id,
+                                  run_id=reply[1])
         raise_for(reply, workflow_id=workflow_id)
         if not await self.redis.exists(self._def_prefix + workflow_id):
             # Deleted while this run was being written: the run goes with its workflow.
@@ -133,6 +137,19 @@ class Workflows:
             raise errors.WorkflowNotFound("no such workflow", workflow_id=workflow_id)
         await self._keep_history(workflow_id, queue)
         return RunSummary(run_id=run_id, status="running", started_at_ms=int(reply[1]), jobs=ids)
+
+    async def start(self, workflow_id: str) -> tuple[RunSummary, bool]:
+        """A fresh run and True; while a run is active, that run and False (nothing changes)."""
+        try:
+            return await self.run(workflow_id), True
+        except errors.Conflict as exc:
+            active = str(exc.details.get("run_id", ""))
+            queue = (await self.definition(workflow_id)).queue
+            record = cast(dict[str, str], await self.redis.hgetall(
+                self.scheduler.queue_keys(queue).prefix + f"wfrun:{active}"))
+            if not record:  # the active run ended meanwhile: start a fresh one
+                return await self.run(workflow_id), True
+            return _summary(record), False
 
     async def _keep_history(self, workflow_id: str, queue: str) -> None:
         """A running workflow's history and run counter do not expire (an ended run sets them
@@ -237,7 +254,9 @@ class Workflows:
                 records = cast(list[dict[str, str]], await pipe.execute())
             jobs = {r["job_id"]: codec.job_from_record(r) for r in records if r}
         return WorkflowView(
-            id=workflow_id, name=definition.name, trigger=definition.trigger,
+            id=workflow_id, name=definition.name,
+            # workflow-graph's Workflow.trigger is a string: "manual" when none was given
+            trigger=DEFAULT_TRIGGER if definition.trigger is None else definition.trigger,
             queue=definition.queue, run_id=run.run_id if run else None,
             status=run.status if run else "idle",
             jobs=[_job_view(node, jobs.get(node.id)) for node in definition.jobs])

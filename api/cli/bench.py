@@ -104,7 +104,7 @@ class Bench:
         """Submits ``n`` no-op jobs to ``queue`` in bulk; returns the seconds it took."""
         progress = Progress(label or f"fill {queue}", n)
         chunks = [min(FILL_CHUNK, n - start) for start in range(0, n, FILL_CHUNK)]
-        spec = {"queue": queue, "result_ttl_secs": 3600}
+        spec = {"queue": queue, "command": "true", "result_ttl_secs": 3600}
 
         async def filler(w: int) -> None:
             for count in chunks[w::FILLERS]:
@@ -118,7 +118,8 @@ class Bench:
     async def submit_single(self, n: int) -> Result:
         progress = Progress("submit (one per request)", n)
         latencies: list[float] = []
-        body = orjson.dumps({"queue": self.queue("submit"), "result_ttl_secs": 3600})
+        body = orjson.dumps({"queue": self.queue("submit"), "command": "true",
+                             "result_ttl_secs": 3600})
         left = [n]
 
         async def worker(w: int) -> None:

@@ -20,6 +20,7 @@ from leasehold import __version__
 from leasehold.api.app import create_app
 from leasehold.api.cli import token as token_cli
 from leasehold.api.cli import webhooks as webhooks_cli
+from leasehold.api.cli.reaper import run_reaper
 from leasehold.api.cli.startup import (
     LocalState,
     StartupError,
@@ -30,6 +31,7 @@ from leasehold.api.cli.startup import (
     open_redis,
     wait_for_redis_or_fail,
 )
+from leasehold.api.server import shutdown
 from leasehold.api.server.logging import configure_logging
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.connection import connect_settings
@@ -37,7 +39,7 @@ from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.reaper import Reaper
 
 _FLAGS = {"redis_url": "--redis-url", "host": "--host", "port": "--port",
-          "reap_interval_secs": "--interval"}
+          "reap_interval_secs": "--interval", "reaper_health_port": "--health-port"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -62,20 +64,6 @@ async def _reaper_task(settings: Settings) -> AsyncIterator[None]:
     finally:
         stop.set()
         await task
-        await redis.aclose()
-
-
-async def run_reaper(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    redis = connect_settings(settings)
-    scheduler = Scheduler(redis, settings)
-    await scheduler.start()
-    try:
-        await Reaper(scheduler).run_forever(stop)
-    finally:
         await redis.aclose()
 
 
@@ -141,10 +129,9 @@ def _run_app(settings: Settings, state: LocalState, with_reaper: bool) -> None:
     # full-GC pauses (150+ ms) out of log delivery; start-up objects never need scanning again.
     gc.freeze()
     gc.set_threshold(5000, 10, 10)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=10, access_log=None, loop=new_event_loop(),
-                # a long-poll claim whose client went away must not lease jobs to nobody
-                handler_cancellation=True)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(shutdown.serve(app, settings.host, settings.port,
+                                  settings.shutdown_grace_secs))
 
 
 def _agent(args: argparse.Namespace) -> int:
@@ -286,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     reaper.add_argument("--redis-url", help="Redis to use (LEASEHOLD_REDIS_URL)")
     reaper.add_argument("--interval", dest="reap_interval_secs", type=float,
                         help="seconds between passes (LEASEHOLD_REAP_INTERVAL_SECS; default 1)")
+    reaper.add_argument("--health-port", dest="reaper_health_port", type=int,
+                        help="serve GET /healthz on this port, on LEASEHOLD_HOST: 503 once no "
+                        "pass finished for LEASEHOLD_REAPER_STALE_SECS (LEASEHOLD_REAPER_"
+                        "HEALTH_PORT; default: none)")
     reaper.set_defaults(func=_reaper)
 
     agent = _command(commands, "agent", "run jobs' commands as a worker")

@@ -136,9 +136,9 @@ class Agent:
                 await _first(self._slot_free.wait(), self.stopping.wait())
                 continue
             try:
-                claims = await self.client.claim(
-                    self.config.labels, max_jobs=free, wait_secs=CLAIM_WAIT_SECS,
-                    queues=self.config.queues, lease_ttl_secs=self.config.lease_ttl_secs)
+                claims = await self._claim_unless_stopped(free)
+                if claims is None:
+                    break
                 failures = 0
                 if not claims:
                     # a drained worker's claims come back empty at once: ask rather than spin
@@ -155,6 +155,23 @@ class Agent:
                     await self._give_back(_Slot(claim))
                 else:
                     self._start(claim)
+
+    async def _claim_unless_stopped(self, free: int) -> list[Claim] | None:
+        """Claims (long-polling); a stop (SIGTERM) ends the wait at once with None."""
+        claiming = asyncio.ensure_future(self.client.claim(
+            self.config.labels, max_jobs=free, wait_secs=CLAIM_WAIT_SECS,
+            queues=self.config.queues, lease_ttl_secs=self.config.lease_ttl_secs))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({claiming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not claiming.done():
+                claiming.cancel()
+            await asyncio.gather(claiming, stopped, return_exceptions=True)
+        if claiming.cancelled():
+            return None
+        return claiming.result()
 
     def _start(self, claim: Claim) -> None:
         slot = _Slot(claim)

@@ -47,9 +47,9 @@ class JobProcess:
                 raw = await stream.read(MAX_LINE)
             if not raw:
                 return
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.tail.append(f"[{name}] {line}")
-            self._sink(name, line)
+            text = raw.decode(errors="replace")  # the line with its "\n", as the job wrote it
+            self.tail.append(f"[{name}] {text.rstrip(chr(10))}")
+            self._sink(name, text)
 
     async def wait(self) -> int:
         code = await self.proc.wait()

@@ -11,6 +11,7 @@ from leasehold.api.routes.results import (
     webhook_job_fields,
 )
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.audit import audit
 from leasehold.api.server.http import (
     principal,
     query_float,
@@ -23,9 +24,17 @@ from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, router
 from leasehold.api.wire import Accepted, BulkSubmit, BulkSubmitted, JobPage, SubmittedJob
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
-from leasehold.scheduler.models import Job, Submitted
+from leasehold.scheduler.models import Job, JobSpec, Submitted
 
 MAX_SYNC_WAIT_SECS = 60.0
+
+
+def _runnable(specs: list[JobSpec]) -> None:
+    """A job gives a worker something to run: a ``command``, a ``payload``, or both."""
+    for index, spec in enumerate(specs):
+        if spec.command is None and spec.payload is None:
+            where = f"jobs[{index}]: " if len(specs) > 1 else ""
+            raise errors.InvalidArgument(f"{where}a job needs a command or a payload")
 
 
 def _submitted(result: Submitted) -> SubmittedJob:
@@ -45,6 +54,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     wait = query_float(request, "wait_secs", 0, 0, MAX_SYNC_WAIT_SECS)
     spec = await read_model(request, SubmitBody)
     principal(request).require(spec.queue)
+    _runnable([spec])
     mode = spec.result.mode if spec.result is not None else "async"
     extra = await webhook_job_fields(request, spec.result)
     result = await services.scheduler.submit(spec, extra_fields=extra or None)
@@ -68,6 +78,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
 async def submit_bulk(request: web.Request) -> web.Response:
     body = await read_model(request, BulkSubmit)
     principal(request).require(*{spec.queue for spec in body.jobs})
+    _runnable(body.jobs)
     results = await request.app[SERVICES].scheduler.submit_bulk(body.jobs)
     return respond(BulkSubmitted(jobs=[_submitted(r) for r in results]), 201)
 
@@ -113,6 +124,7 @@ async def cancel(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     principal(request).require_job(job_id)
     previous = await request.app[SERVICES].scheduler.cancel(job_id)
+    audit(request, "job.cancel", job_id=job_id)
     return respond(Accepted(id=job_id, status="cancelled", previous_status=previous), 202)
 
 
@@ -123,6 +135,7 @@ async def retry(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     principal(request).require_job(job_id)
     previous = await request.app[SERVICES].scheduler.retry(job_id)
+    audit(request, "job.retry", job_id=job_id)
     return respond(Accepted(id=job_id, status="queued", previous_status=previous), 202)
 
 

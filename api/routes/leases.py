@@ -19,12 +19,14 @@ from leasehold.api.wire import (
     ClaimRequest,
     Complete,
     Fail,
+    FailReplayed,
     FailReply,
     HeartbeatReply,
     LeaseHeartbeat,
     LeaseResult,
     LeaseResults,
     Ok,
+    OkReplayed,
 )
 from leasehold.scheduler import errors
 from leasehold.scheduler.models import Claim
@@ -71,12 +73,14 @@ async def claim(request: web.Request) -> web.Response:
     who, labels = await _claimant(request, body)
     worker_id = who.worker_id
     services = request.app[SERVICES]
+    services.workers.seen(worker_id)  # a claim is a sign of life, even one that waits
     wanted = body.max_jobs or 1
     if who.drain:
         claims: list[Claim] = []
     elif body.wait_secs > 0:
         batch = await services.waiters.claim(worker_id, labels, body.queues,
-                                             body.lease_ttl_secs, wanted, body.wait_secs)
+                                             body.lease_ttl_secs, wanted, body.wait_secs,
+                                             who.registered_at_ms)
         claims = batch.claims
     else:
         batch = await services.scheduler.claim(worker_id, labels, body.queues,
@@ -96,47 +100,66 @@ async def claim(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, LeaseHeartbeat, optional=True)
     lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
+    services = request.app[SERVICES]
     with lifecycle.lease_call("lease_heartbeat", lease_id, owner, quiet=True):
-        result = await request.app[SERVICES].scheduler.heartbeat(
+        result = await services.scheduler.heartbeat(
             lease_id, owner, body.lease_ttl_secs, body.progress, body.message)
+    services.workers.seen(result.lease.worker_id)
     return respond(HeartbeatReply(lease=result.lease, cancelled=result.cancelled))
 
 
 @router.route("POST", "/api/jobs/{lease_id}/complete", roles=WORKERS, tag="worker protocol",
-              body=Complete, response=Ok, summary="Finish a job with success and outputs",
+              body=Complete, response=Ok | OkReplayed,
+              summary="Finish a job with success and outputs; the same call retried by the "
+              "lease that completed the job gets 200 again with replayed: true",
               errors=LEASE_ERRORS)
 async def complete(request: web.Request) -> web.Response:
     body = await read_model(request, Complete, optional=True)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     with lifecycle.lease_call("job_completed", request.match_info["lease_id"], owner) as event:
-        run_ms = await scheduler.complete(event["lease_id"], owner, body.outputs,
-                                          verification=body.verification)
-        lifecycle.record_run(event, "success", run_ms)
-    return respond(Ok())
+        done = await scheduler.complete(event["lease_id"], owner, body.outputs,
+                                      verification=body.verification)
+        if done.replayed:
+            event["replayed"] = True
+        else:
+            lifecycle.record_run(event, "success", done.run_ms)
+    return respond(OkReplayed() if done.replayed else Ok())
 
 
 @router.route("POST", "/api/jobs/{lease_id}/fail", roles=WORKERS, tag="worker protocol",
-              body=Fail, response=FailReply,
-              summary="Report a failure; retryable failures use an attempt and back off",
+              body=Fail, response=FailReply | FailReplayed,
+              summary="Report a failure; retryable failures use an attempt and back off (the "
+              "same call retried by that lease gets its first reply with replayed: true)",
               errors=LEASE_ERRORS)
 async def fail(request: web.Request) -> web.Response:
     body = await read_model(request, Fail)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     with lifecycle.lease_call("job_failed", request.match_info["lease_id"], owner) as event:
         outcome = await scheduler.fail(event["lease_id"], body.error, owner, body.retryable)
         event["will_retry"] = outcome.will_retry
-        lifecycle.record_run(event, "retry" if outcome.will_retry else "failure", outcome.run_ms)
-    return respond(FailReply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
+        if outcome.replayed:
+            event["replayed"] = True
+        else:
+            lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
+                                 outcome.run_ms)
+    reply = FailReplayed if outcome.replayed else FailReply
+    return respond(reply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
 
 
 @router.route("POST", "/api/jobs/{lease_id}/release", roles=WORKERS, tag="worker protocol",
-              response=Ok, summary="Hand a job back without consuming an attempt",
+              response=Ok | OkReplayed, summary="Hand a job back without consuming an attempt "
+              "(retried by the same lease: 200 again with replayed: true)",
               errors=LEASE_ERRORS)
 async def release(request: web.Request) -> web.Response:
     lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
-    with lifecycle.lease_call("job_released", lease_id, owner):
-        await request.app[SERVICES].scheduler.release(lease_id, owner)
-    return respond(Ok())
+    request.app[SERVICES].workers.seen(owner)
+    with lifecycle.lease_call("job_released", lease_id, owner) as event:
+        replayed = await request.app[SERVICES].scheduler.release(lease_id, owner)
+        if replayed:
+            event["replayed"] = True
+    return respond(OkReplayed() if replayed else Ok())
 
 
 async def _each(
@@ -162,6 +185,7 @@ async def _each(
 async def batch_heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, BatchHeartbeat)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.leases}
 
     async def act(lease_id: str) -> LeaseResult:
@@ -182,6 +206,7 @@ async def batch_heartbeat(request: web.Request) -> web.Response:
 async def batch_complete(request: web.Request) -> web.Response:
     body = await read_model(request, BatchComplete)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.completions}
     # One complete script per lease, all in one round trip; each outcome is logged on its own.
     outcomes = await scheduler.complete_many(
@@ -192,8 +217,9 @@ async def batch_complete(request: web.Request) -> web.Response:
             outcome = outcomes[lease_id]
             if isinstance(outcome, errors.SchedulerError):
                 raise outcome
-            lifecycle.record_run(event, "success", outcome)
-        return LeaseResult(lease_id=lease_id, ok=True)
+            if not outcome.replayed:
+                lifecycle.record_run(event, "success", outcome.run_ms)
+        return LeaseResult(lease_id=lease_id, ok=True, replayed=outcome.replayed or None)
 
     return respond(await _each(list(items), act))
 
@@ -205,6 +231,7 @@ async def batch_complete(request: web.Request) -> web.Response:
 async def batch_fail(request: web.Request) -> web.Response:
     body = await read_model(request, BatchFail)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
+    request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.failures}
 
     async def act(lease_id: str) -> LeaseResult:
@@ -212,10 +239,11 @@ async def batch_fail(request: web.Request) -> web.Response:
         with lifecycle.lease_call("job_failed", lease_id, owner) as event:
             outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
             event["will_retry"] = outcome.will_retry
-            lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
-                                 outcome.run_ms)
+            if not outcome.replayed:
+                lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
+                                     outcome.run_ms)
         return LeaseResult(lease_id=lease_id, ok=True, will_retry=outcome.will_retry,
-                           retry_at_ms=outcome.retry_at_ms)
+                           retry_at_ms=outcome.retry_at_ms, replayed=outcome.replayed or None)
 
     return respond(await _each(list(items), act))
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import orjson
 from aiohttp import web
 from aiohttp_sse import sse_response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.errors import error_response
@@ -27,9 +27,15 @@ from leasehold.scheduler.logs import (
     SubscriberTooSlow,
     check_entry_id,
 )
-from leasehold.scheduler.models import Strict
+from leasehold.scheduler.models import Strict, typed_event
 
-StreamName = Literal["stdout", "stderr", "system"]
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# stdout | stderr | system; seed 000's STDOUT / STDERR / SYSTEM too (any case), stored lowercase
+StreamName = Annotated[Literal["stdout", "stderr", "system"], BeforeValidator(_lower)]
 
 
 class ChunkIn(BaseModel):
@@ -204,7 +210,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     key, (entry_id, fields) = await sub.queue.get()
                     if workflow and fields.get("workflow") != workflow:
                         continue
-                    await resp.send(orjson.dumps({"queue": names[key], **fields}).decode(),
+                    event = {"queue": names[key], **typed_event(fields)}
+                    await resp.send(orjson.dumps(event).decode(),
                                     id=entry_id, event="job")
         return resp
     finally:

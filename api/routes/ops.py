@@ -12,9 +12,11 @@ from pydantic import BaseModel
 
 from leasehold import __version__
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.audit import audit
 from leasehold.api.server.errors import error_response
 from leasehold.api.server.http import principal, read_model, respond
 from leasehold.api.server.routing import ADMIN, PUBLIC, READERS, router
+from leasehold.api.server.shutdown import shutting_down
 from leasehold.api.wire import (
     Deleted,
     Health,
@@ -25,6 +27,7 @@ from leasehold.api.wire import (
 )
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.metrics import reaper_state
 from leasehold.scheduler.models import QueueLimits, QueueStats
 
 
@@ -58,7 +61,10 @@ async def get_queue(request: web.Request) -> web.Response:
               errors=(400, 401, 403))
 async def put_queue(request: web.Request) -> web.Response:
     limits = await read_model(request, QueueLimits)
-    return respond(await request.app[SERVICES].scheduler.set_queue(_queue(request), limits))
+    queue = _queue(request)
+    stats = await request.app[SERVICES].scheduler.set_queue(queue, limits)
+    audit(request, "queue.update", queue=queue, fields=sorted(limits.model_fields_set))
+    return respond(stats)
 
 
 @router.route("POST", "/api/tokens", roles=ADMIN, tag="tokens", body=TokenRequest,
@@ -68,6 +74,7 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_model(request, TokenRequest)
     token_id, token = await request.app[SERVICES].tokens.create_api_token(body.role, body.name,
                                                                           body.queues)
+    audit(request, "token.create", token_id=token_id, role=body.role)
     return respond(TokenIssued(id=token_id, token=token, role=body.role), 201)
 
 
@@ -75,6 +82,7 @@ async def create_token(request: web.Request) -> web.Response:
               summary="Delete an API token; it fails at once", errors=(401, 403, 404))
 async def delete_token(request: web.Request) -> web.Response:
     await request.app[SERVICES].tokens.delete_api_token(request.match_info["id"])
+    audit(request, "token.delete", token_id=request.match_info["id"])
     return respond(Deleted())
 
 
@@ -86,6 +94,7 @@ async def create_registration_token(request: web.Request) -> web.Response:
     body = await read_model(request, RegistrationTokenRequest, optional=True)
     token_id, token, expires = await request.app[SERVICES].tokens.create_registration_token(
         body.ttl_secs, body.uses, body.queues)
+    audit(request, "registration_token.create", token_id=token_id, uses=body.uses)
     return respond(RegistrationTokenIssued(id=token_id, token=token, expires_at_ms=expires), 201)
 
 
@@ -95,17 +104,29 @@ async def healthz(request: web.Request) -> web.Response:
     return respond(Health(status="ok"))
 
 
-@router.route("GET", "/readyz", roles=PUBLIC, tag="operations", response=Health,
-              summary="Readiness: Redis answers and the scripts are loaded", errors=(503,))
+class Readiness(BaseModel):
+    status: str
+    reaper_last_pass_age_secs: float | None = None
+
+
+@router.route("GET", "/readyz", roles=PUBLIC, tag="operations", response=Readiness,
+              summary="Readiness: Redis answers, the scripts are loaded and the process is not "
+              "shutting down; reaper_last_pass_age_secs says how long ago any reaper finished "
+              "a pass (null: none has run)", errors=(503,))
 async def readyz(request: web.Request) -> web.Response:
+    if shutting_down(request.app):
+        return error_response(503, "shutting_down", "this process is shutting down",
+                              request, headers={"Retry-After": "1"})
+    services = request.app[SERVICES]
     try:
-        ready = await request.app[SERVICES].ready()
+        ready = await services.ready()
+        reaper = await reaper_state(services.scheduler)
     except errors.BACKEND_ERRORS:
         ready = False
     if not ready:
         return error_response(503, "unavailable", "Redis is unreachable or scripts are missing",
                               request, headers={"Retry-After": "1"})
-    return respond(Health(status="ready"))
+    return respond(Readiness(status="ready", reaper_last_pass_age_secs=reaper.age_secs()))
 
 
 class VersionInfo(BaseModel):

@@ -6,6 +6,7 @@ from aiohttp import web
 from pydantic import Field, JsonValue
 
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
+from leasehold.api.server.audit import audit
 from leasehold.api.server.http import REGISTRATION_TOKEN, principal, read_model, respond
 from leasehold.api.server.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
 from leasehold.api.wire import (
@@ -29,16 +30,25 @@ class WorkerUpdate(Strict):
     metadata: dict[str, JsonValue] | None = None
 
 
-@router.route("POST", "/api/workers/register", roles=(*ADMIN, REGISTRATION), tag="workers",
+@router.route("POST", "/api/workers/register", roles=(*WORKERS, REGISTRATION), tag="workers",
               body=Register, response=Registered, status=201,
               summary="Register a worker with a one-time registration token (or admin); the "
-              "worker token in the reply is shown once", errors=(400, 401, 409))
+              "worker token in the reply is shown once. A worker restarting under its id "
+              "replaces its registration when it sends its own worker token (with auth off, "
+              "always, as workflow-graph does); else a live holder of the id is 409",
+              errors=(400, 401, 403, 409))
 async def register(request: web.Request) -> web.Response:
     body = await read_model(request, Register)
     settings = request.app[SETTINGS]
     registration_token: str | None = request.get(REGISTRATION_TOKEN)
+    caller = principal(request) if registration_token is None else None
+    own_id = caller.worker_id if caller is not None and caller.role == "worker" else None
+    if own_id is not None and body.worker_id not in (None, own_id):
+        raise errors.Forbidden("a worker token registers only its own worker_id again")
     worker, token = await request.app[SERVICES].workers.register(
-        registration_token, body.worker_id, body.name, body.labels, body.version, body.metadata)
+        registration_token, own_id or body.worker_id, body.name, body.labels, body.version,
+        body.metadata, replace_live=own_id is not None or not settings.auth)
+    audit(request, "worker.register", worker_id=worker.worker_id)
     ttl = settings.default_lease_ttl_secs
     config = WorkerConfig(heartbeat_interval_secs=round(ttl / 3, 3), lease_ttl_secs=ttl)
     return respond(Registered(worker_id=worker.worker_id, worker_token=token, config=config), 201)
@@ -77,12 +87,13 @@ async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/workers", roles=READERS, tag="workers", response=list[Worker],
-              query={"status": "online, offline or draining", "label": "a label"},
+              query={"status": "idle, busy, draining, offline, or online (idle and busy)",
+                     "label": "a label"},
               summary="List workers (bare JSON array)", errors=(400, 401, 403))
 async def list_workers(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in WorkerStatus}:
-        raise errors.InvalidArgument("status must be online, offline or draining")
+        raise errors.InvalidArgument("status must be idle, busy, draining, offline or online")
     workers = await request.app[SERVICES].workers.list(status, request.query.get("label"))
     return respond(workers if workers else [])
 
@@ -101,28 +112,44 @@ async def get_worker(request: web.Request) -> web.Response:
               errors=(400, 401, 403, 404, 409))
 async def update_worker(request: web.Request) -> web.Response:
     body = await read_model(request, WorkerUpdate)
-    return respond(await request.app[SERVICES].workers.update(
-        request.match_info["id"], body.labels, body.name, body.metadata))
+    worker = await request.app[SERVICES].workers.update(
+        request.match_info["id"], body.labels, body.name, body.metadata)
+    audit(request, "worker.patch", worker_id=worker.worker_id,
+          fields=sorted(body.model_fields_set))
+    return respond(worker)
 
 
 @router.route("DELETE", "/api/workers/{id}", roles=ADMIN, tag="workers", response=Deleted,
               summary="Revoke a worker: its token fails at once and its leases go back to "
               "the queue without using an attempt", errors=(401, 403, 404))
 async def revoke_worker(request: web.Request) -> web.Response:
-    released = await request.app[SERVICES].workers.revoke(request.match_info["id"])
+    services, worker_id = request.app[SERVICES], request.match_info["id"]
+    worker = await services.workers.get(worker_id)
+    released = await services.workers.revoke(worker_id)
+    await services.waiters.stop_worker(worker_id, worker.registered_at_ms)
+    audit(request, "worker.revoke", worker_id=worker_id)
     return respond(Deleted(leases_released=released))
 
 
 @router.route("POST", "/api/workers/{id}/drain", roles=ADMIN, tag="workers", response=Worker,
-              summary="Stop giving the worker jobs; its heartbeat says drain: true",
+              summary="Stop giving the worker jobs at once (its waiting claims return empty); its "
+              "heartbeat says drain: true",
               errors=(401, 403, 404))
 async def drain(request: web.Request) -> web.Response:
-    return respond(await request.app[SERVICES].workers.set_drain(request.match_info["id"], True))
+    services = request.app[SERVICES]
+    worker = await services.workers.set_drain(request.match_info["id"], True)
+    await services.waiters.stop_worker(worker.worker_id, worker.registered_at_ms)
+    audit(request, "worker.drain", worker_id=worker.worker_id)
+    return respond(worker)
 
 
 @router.route("POST", "/api/workers/{id}/undrain", roles=ADMIN, tag="workers", response=Worker,
               summary="Let a drained worker claim again", errors=(401, 403, 404))
 async def undrain(request: web.Request) -> web.Response:
-    return respond(await request.app[SERVICES].workers.set_drain(request.match_info["id"], False))
+    services = request.app[SERVICES]
+    worker = await services.workers.set_drain(request.match_info["id"], False)
+    await services.waiters.resume_worker(worker.worker_id, worker.registered_at_ms)
+    audit(request, "worker.undrain", worker_id=worker.worker_id)
+    return respond(worker)
 
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from leasehold.api.routes.logs import serve_log_read, serve_log_stream
 from leasehold.api.server.appkeys import SERVICES
+from leasehold.api.server.audit import audit
 from leasehold.api.server.guard import YAML_TYPES
 from leasehold.api.server.http import principal, query_int, query_status, respond
 from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, WORKERS, router
@@ -28,6 +29,7 @@ async def _allowed(request: web.Request, key: str = "id") -> str:
 class RunStarted(BaseModel):
     id: str
     run_id: str
+    started: bool  # false: a run was active, run_id names it and nothing changed
     jobs: dict[str, str]
 
 
@@ -67,14 +69,18 @@ async def create_workflow(request: web.Request) -> web.Response:
     fmt = "yaml" if request.content_type in YAML_TYPES else "json"
     definition = parse(load_document(raw, fmt))
     principal(request).require(definition.queue)
-    return respond(await request.app[SERVICES].workflows.create(definition), 201)
+    view = await request.app[SERVICES].workflows.create(definition)
+    audit(request, "workflow.create", workflow_id=view.id)
+    return respond(view, 201)
 
 
 @router.route("POST", "/api/workflows/sample", roles=PRODUCERS, tag="workflows",
               response=WorkflowView, status=201,
               summary="Create (or reset) the sample 8-job workflow ci-1", errors=(401, 403))
 async def create_sample(request: web.Request) -> web.Response:
-    return respond(await request.app[SERVICES].workflows.create_sample(), 201)
+    view = await request.app[SERVICES].workflows.create_sample()
+    audit(request, "workflow.create", workflow_id=view.id)
+    return respond(view, 201)
 
 
 @router.route("GET", "/api/workflows/{id}/status", roles=READERS, tag="workflows",
@@ -86,12 +92,16 @@ async def workflow_status(request: web.Request) -> web.Response:
 
 @router.route("POST", "/api/workflows/{id}/run", roles=PRODUCERS, tag="workflows",
               response=RunStarted, status=202,
-              summary="Start a fresh run: roots become claimable (409 while a run is active)",
-              errors=(401, 403, 404, 409))
+              summary="Start a fresh run: roots become claimable (while a run is active: "
+              "started: false and that run's id, nothing changes)",
+              errors=(401, 403, 404))
 async def run_workflow(request: web.Request) -> web.Response:
     workflow_id = await _allowed(request)
-    run = await request.app[SERVICES].workflows.run(workflow_id)
-    return respond(RunStarted(id=workflow_id, run_id=run.run_id, jobs=run.jobs), 202)
+    run, started = await request.app[SERVICES].workflows.start(workflow_id)
+    if started:
+        audit(request, "workflow.run", workflow_id=workflow_id, run_id=run.run_id)
+    return respond(RunStarted(id=workflow_id, run_id=run.run_id, started=started,
+                              jobs=run.jobs), 202)
 
 
 @router.route("POST", "/api/workflows/{id}/cancel", roles=PRODUCERS, tag="workflows",
@@ -100,6 +110,7 @@ async def run_workflow(request: web.Request) -> web.Response:
 async def cancel_workflow(request: web.Request) -> web.Response:
     workflow_id = await _allowed(request)
     count = await request.app[SERVICES].workflows.cancel(workflow_id)
+    audit(request, "workflow.cancel", workflow_id=workflow_id)
     return respond(RunCancelled(id=workflow_id, cancelled=count), 202)
 
 
@@ -111,6 +122,7 @@ async def cancel_workflow(request: web.Request) -> web.Response:
 async def delete_workflow(request: web.Request) -> web.Response:
     workflow_id = await _allowed(request)
     cancelled, runs = await request.app[SERVICES].workflows.delete(workflow_id)
+    audit(request, "workflow.delete", workflow_id=workflow_id)
     return respond(WorkflowDeleted(id=workflow_id, cancelled=cancelled, runs_deleted=runs))
 
 

@@ -117,10 +117,21 @@ def _cluster_families(snap: Snapshot) -> Iterator[Metric]:
     yield workers
     yield CounterMetricFamily("leasehold_reaper_passes", "Reaper passes finished (all reapers)",
                               value=snap.reaper.passes)
-    if snap.reaper.last_run_ms is not None:  # absent until a reaper ran: alerts use absent()
-        yield GaugeMetricFamily("leasehold_reaper_last_run_timestamp_seconds",
+    if snap.reaper.last_pass_ms is not None:  # absent until a reaper ran: alerts use absent()
+        yield GaugeMetricFamily("leasehold_reaper_last_pass_timestamp_seconds",
                                 "When a reaper last finished a pass (Unix time)",
-                                value=snap.reaper.last_run_ms / 1000)
+                                value=snap.reaper.last_pass_ms / 1000)
+    if snap.reaper.pass_duration_ms is not None:
+        yield GaugeMetricFamily("leasehold_reaper_pass_duration_seconds",
+                                "How long the last finished reaper pass took",
+                                value=snap.reaper.pass_duration_ms / 1000)
+    if snap.memory is not None:
+        yield GaugeMetricFamily("leasehold_redis_used_memory_bytes",
+                                "Redis INFO used_memory (cached a few seconds)",
+                                value=snap.memory.used_bytes)
+        yield GaugeMetricFamily("leasehold_redis_maxmemory_bytes",
+                                "Redis maxmemory (0: no limit; with noeviction a full Redis "
+                                "refuses writes)", value=snap.memory.max_bytes)
 
 
 class Scrape:

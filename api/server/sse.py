@@ -1,8 +1,10 @@
-"""Server-sent events on aiohttp-sse: the ``: keep-alive`` comment; streams end at shutdown."""
+"""Server-sent events on aiohttp-sse: the ``: keep-alive`` comment; at shutdown every stream gets
+``event: shutdown`` and ends (its client resumes with Last-Event-ID on another process)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 
 from aiohttp import web
@@ -12,6 +14,7 @@ from aiohttp_sse import EventSourceResponse
 from leasehold.api.server.metrics import SSE_CONNECTIONS
 
 KEEP_ALIVE_SECS = 15.0
+SHUTDOWN_SEND_SECS = 0.5  # a viewer that cannot take the shutdown event in time just loses it
 LIVE_STREAMS = web.AppKey("live_streams", weakref.WeakSet[asyncio.Task[object]])
 
 
@@ -20,10 +23,37 @@ class KeepAliveResponse(EventSourceResponse):
     written ends the stream's handler (the client is gone)."""
 
     _handler: asyncio.Task[object] | None = None
+    _shut_down = False
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         self._handler = asyncio.current_task()
-        return await super().prepare(request)
+        writer = await super().prepare(request)
+        if isinstance(request, web.Request):
+            live: weakref.WeakSet[KeepAliveResponse] = request.app[LIVE_RESPONSES]
+            live.add(self)
+        return writer
+
+    async def end_for_shutdown(self) -> None:
+        """Sends ``event: shutdown`` (no id: the client's Last-Event-ID stays that of the last
+        entry it got), then ends the handler, which returns its response normally."""
+        event = f"event: shutdown{self._sep}data: {{}}{self._sep}{self._sep}".encode()
+        with contextlib.suppress(TimeoutError, ConnectionResetError, RuntimeError, OSError):
+            async with asyncio.timeout(SHUTDOWN_SEND_SECS):
+                await self.write(event)
+        self._shut_down = True
+        self._end_handler()
+
+    async def wait(self) -> None:
+        """The handler caught the cancel that ended it for shutdown: it returns its response
+        normally (a complete chunked body, a 200 in the request log), not as a 499."""
+        task = asyncio.current_task()
+        if self._shut_down and task is not None and task is self._handler and task.cancelling():
+            task.uncancel()
+        await super().wait()
+
+    @property
+    def handler(self) -> asyncio.Task[object] | None:
+        return self._handler
 
     def _end_handler(self) -> None:
         # aiohttp cancels the handler when the connection is lost, but redis-py (under
@@ -48,6 +78,9 @@ class KeepAliveResponse(EventSourceResponse):
                 break
 
 
+LIVE_RESPONSES = web.AppKey("live_responses", weakref.WeakSet[KeepAliveResponse])
+
+
 def track(request: web.Request) -> None:
     """Remembers the handler's task so shutdown can end the stream instead of waiting on it."""
     task = asyncio.current_task()
@@ -57,7 +90,15 @@ def track(request: web.Request) -> None:
         task.add_done_callback(lambda _done: SSE_CONNECTIONS.dec())
 
 
-async def close_live_streams(app: web.Application) -> None:
+async def close_live_streams(app: web.Application) -> int:
+    """Ends every open stream (``event: shutdown`` first); returns how many were open."""
+    live: weakref.WeakSet[KeepAliveResponse] = app[LIVE_RESPONSES]
+    responses = list(live)
+    await asyncio.gather(*(resp.end_for_shutdown() for resp in responses))
     streams: weakref.WeakSet[asyncio.Task[object]] = app[LIVE_STREAMS]
-    for task in list(streams):
+    ended = {resp.handler for resp in responses}
+    tasks = [task for task in streams if not task.done() and task not in ended]
+    for task in tasks:  # streams that had not started their response yet
         task.cancel()
+    return len(responses) + len(tasks)
+

@@ -202,8 +202,22 @@ function jobPage(id) {
     }
   }
 
+  let lastAttempt = null;
+  let openLine = false; // the last chunk shown did not end its line
+
   function append(chunk) {
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    const attempt = chunk.attempt === undefined ? 0 : chunk.attempt;
+    if (lastAttempt !== null && attempt !== lastAttempt) {
+      // a marker between attempts, on a line of its own
+      if (openLine) log.append('\n');
+      log.append(el('span', '── attempt ' + (attempt + 1) + ' ──\n', 'chunk log-marker'));
+      openLine = false;
+    } else if (openLine) {
+      log.append('\n'); // never join two chunks that did not end their own lines
+    }
+    lastAttempt = attempt;
+    openLine = !chunk.data.endsWith('\n');
     log.append(el('span', chunk.data, 'chunk log-' + chunk.stream));
     if (atBottom) log.scrollTop = log.scrollHeight;
   }

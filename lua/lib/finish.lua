@@ -57,6 +57,7 @@ finish = function(ctx, job_key, id, status, from)
     "attempt", "lease_id", "workflow_id", "webhook_url")
   local ttl = tonumber(f[1]) or 604800000
   redis.call("HSET", job_key, "status", status, "finished_at_ms", ctx.now)
+  redis.call("HDEL", job_key, "last_reply")  -- an ended job replays from its own lease fields
   redis.call("ZADD", ctx.P .. "done", ctx.now + ttl, id)
   note_due(ctx, "done", id, ctx.now + ttl)
   -- The reaper purges at now + ttl; these expiries are the backstop when no reaper runs.

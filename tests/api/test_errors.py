@@ -164,7 +164,7 @@ async def test_409_lease_codes(api: Api) -> None:
     running_retry = await api.post(f"/api/jobs/{third['id']}/retry")
     assert running_retry.status == 409 and running_retry.body["error"] == "invalid_state"
     assert (await worker.post(f"/api/jobs/{lease['lease_id']}/complete")).status == 200
-    twice = await worker.post(f"/api/jobs/{lease['lease_id']}/complete")
+    twice = await worker.post(f"/api/jobs/{lease['lease_id']}/fail", {"error": "late"})
     assert twice.status == 409 and twice.body["error"] == "job_finished"
 
 
@@ -196,7 +196,8 @@ async def test_503_with_retry_after_when_redis_is_down(
         _, viewer = await api.api_token("viewer")
     finally:
         server.stop()
-    replies = [await api.get(f"/api/jobs/{job['id']}"), await api.post("/api/jobs", {}),
+    replies = [await api.get(f"/api/jobs/{job['id']}"),
+               await api.post("/api/jobs", {"command": "x"}),
                await api.get("/api/jobs", token=viewer), await api.get("/readyz", token=None)]
     for reply in replies:
         assert reply.status == 503, reply.text

@@ -54,9 +54,9 @@ async def test_seed_003_worker_flow_with_auth_off(open_api: Api) -> None:
     assert failed.body["will_retry"] is True and isinstance(failed.body["retry_at_ms"], int)
     assert (await open_api.job(second["id"]))["status"] == "queued"
 
+    lost = await open_api.post(f"/api/jobs/{lease['lease_id']}/heartbeat")
+    assert lost.status == 409 and lost.body["error"] == "job_finished", lost.text
     for verb in ("heartbeat", "complete"):
-        lost = await open_api.post(f"/api/jobs/{lease['lease_id']}/{verb}")
-        assert lost.status == 409 and lost.body["error"] == "job_finished", lost.text
         lost = await open_api.post(f"/api/jobs/{claimed['lease']['lease_id']}/{verb}")
         assert lost.status == 409 and lost.body["error"] == "job_finished", lost.text
 
@@ -73,7 +73,7 @@ async def test_drain_stops_claims_and_undrain_restores(api: Api) -> None:
     assert (await api.get("/api/workers/wd")).body["status"] == "draining"
 
     undrained = await api.post("/api/workers/wd/undrain")
-    assert undrained.status == 200 and undrained.body["status"] == "online"
+    assert undrained.status == 200 and undrained.body["status"] == "idle"
     beat = await worker.post("/api/workers/wd/heartbeat")
     assert beat.status == 200 and beat.body["drain"] is False
     claimed = await worker.claim()
@@ -123,7 +123,8 @@ async def test_second_submit_with_the_same_unique_key_is_deduplicated(api: Api) 
     assert second.status == 200, second.text
     assert second.body["deduplicated"] is True and second.body["id"] == first.body["id"]
     assert second.body["command"] == "a"
-    other_queue = await api.post("/api/jobs", {"queue": "q2", "unique_key": "nightly"})
+    other_queue = await api.post("/api/jobs",
+                                 {"queue": "q2", "command": "a", "unique_key": "nightly"})
     assert other_queue.status == 201 and other_queue.body["id"] != first.body["id"]
 
 

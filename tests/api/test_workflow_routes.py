@@ -238,12 +238,13 @@ async def test_status_has_seed_003_shape_plus_queue_and_run_id(open_api: Api) ->
     assert (test["status"], test["duration_secs"], test["started_at"]) == ("queued", None, None)
 
 
-async def test_run_is_202_then_409_while_active(open_api: Api) -> None:
+async def test_run_while_active_is_202_started_false_with_the_active_run(open_api: Api) -> None:
     wf = (await create(open_api))["id"]
     first = await open_api.post(f"/api/workflows/{wf}/run")
-    assert first.status == 202
+    assert first.status == 202 and first.body["started"] is True
     busy = await open_api.post(f"/api/workflows/{wf}/run")
-    assert busy.status == 409 and busy.body["error"] == "conflict", busy.text
+    assert busy.status == 202, busy.text
+    assert busy.body == {**first.body, "started": False}
     claimed = await open_api.claim("w1", labels=["linux"], max_jobs=10)
     assert [c["job"]["job_id"] for c in claimed["claims"]] == ["compile"]  # roots only, once
     missing = await open_api.post("/api/workflows/ghost/run")

@@ -6,8 +6,10 @@ that expired well before the check), ``unexpected`` (a job no client asked for, 
 was definitely refused), ``double_terminal`` (two terminal transitions in one epoch),
 ``stale_accepted`` (a lease-bound transition or call accepted from a lease that was not the job's
 current one), ``bad_transition`` (a transition whose ``from`` is not the job's state, an attempt
-that went back, or a record that disagrees with its transitions) and ``dup_idem`` (two jobs for
-one idempotency key). Reported only: ``ok``, ``recovered`` (unknown submit outcome, job ran),
+that went back, or a record that disagrees with its transitions), ``dup_idem`` (two jobs for
+one idempotency key) and ``refused_completion`` (a worker that completed a job, retrying the call
+after a lost reply, was finally told anything but 200). Reported only: ``ok``, ``recovered``
+(unknown submit outcome, job ran),
 ``phantom`` (unknown outcome, no job), ``refused``, ``dup_exec`` (a job started more than once,
 allowed by at-least-once) and ``lost_by_fault`` (acknowledged, then lost to a fault the test
 declares lossy, such as a Redis restart without persistence).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 TERMINAL = frozenset({"success", "failure", "cancelled", "skipped"})
 MUST_BE_ZERO = ("lost", "stuck", "unexpected", "double_terminal", "stale_accepted",
-                "bad_transition", "dup_idem")
+                "bad_transition", "dup_idem", "refused_completion")
 REPORTED = ("ok", "recovered", "phantom", "refused", "dup_exec", "lost_by_fault")
 OUTCOMES = ("ok", "fail", "unavailable", "unknown")
 
@@ -95,6 +97,16 @@ class LeaseCall:
     status: int
 
 
+@dataclass(frozen=True)
+class Completion:
+    """The last reply a worker got for completing a lease (after retrying lost replies)."""
+
+    worker_id: str
+    lease_id: str
+    status: int
+    tries: int = 1
+
+
 @dataclass
 class Ledger:
     """Everything the clients and workers of one run saw; ``executions`` is the file the jobs'
@@ -104,6 +116,7 @@ class Ledger:
     submits: list[Submit] = field(default_factory=list)
     stale_calls: list[LeaseCall] = field(default_factory=list)
     lossy_keys: set[str] = field(default_factory=set)
+    completions: list[Completion] = field(default_factory=list)
 
     def record(self, submit: Submit) -> None:
         self.submits.append(submit)
@@ -172,6 +185,10 @@ def check(ledger: Ledger, records: Iterable[JobRecord], transitions: Iterable[Tr
         record = by_id.get(job_id)
         if complete_history and record is not None and record.status != state:
             report.add("bad_transition", f"{job_id} is {record.status}, its events say {state}")
+    for done in ledger.completions:
+        if done.status != 200:
+            report.add("refused_completion", f"{done.worker_id} completed {done.lease_id}, got "
+                       f"{done.status} after {done.tries} tries")
     for call in ledger.stale_calls:
         if call.status < 300:
             report.add("stale_accepted", f"{call.call} with {call.lease_id} got {call.status}")

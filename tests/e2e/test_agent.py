@@ -109,8 +109,8 @@ async def test_logs_arrive_in_order(client: LeaseholdClient, agents: AgentFactor
         chunks = await read_logs(client, item.id)
         stdout = [c.data for c in chunks if c.stream == "stdout"]
         stderr = [c.data for c in chunks if c.stream == "stderr"]
-        assert stdout == [str(n) for n in range(1, 2001)] + ["last"], item.id
-        assert stderr == [f"err-{i}" for i in range(10)], item.id
+        assert stdout == [f"{n}\n" for n in range(1, 2001)] + ["last\n"], item.id  # bytes kept
+        assert stderr == [f"err-{i}\n" for i in range(10)], item.id
         sequences = [c.sequence for c in chunks]
         assert sequences == list(range(len(chunks)))  # one lease, every line once, in order
         assert {c.attempt for c in chunks} == {0}
@@ -131,7 +131,7 @@ async def test_failing_command_retries_with_backoff_then_fails(
     assert job.error is not None and job.error.startswith("exit code 3")
     assert "[stderr] boom" in job.error
     assert elapsed >= 1.2  # two waits of the fixed 0.6 s backoff
-    stdout = [c.data for c in await read_logs(client, submitted.id) if c.stream == "stdout"]
+    stdout = [_line(c.data) for c in await read_logs(client, submitted.id) if c.stream == "stdout"]
     assert stdout == ["attempt 0", "attempt 1", "attempt 2"]
     found = await counters(client, queue)
     assert (found.get("claimed"), found.get("retried"), found.get("finished:failure")) == (3, 2, 1)
@@ -171,7 +171,7 @@ async def test_cancel_kills_the_process_tree(
                          "the cancelled job's grandchild to die")
         job = await client.get_job(submitted.id)
         assert job.status == JobStatus.CANCELLED
-        stdout = [c.data for c in await read_logs(client, submitted.id)]
+        stdout = [_line(c.data) for c in await read_logs(client, submitted.id)]
         assert "never" not in stdout
         # the agent is still healthy and takes the next job
         after = await client.submit(spec(queue, "echo next"))
@@ -213,7 +213,7 @@ async def test_killed_agent_job_reruns_elsewhere_and_late_calls_are_refused(
     assert job.attempt == 1
     assert job.worker_id == second.worker()["worker_id"] != lost_worker["worker_id"]
     assert time.monotonic() - killed_at >= 2.5  # the re-run itself takes 2.5 s
-    stdout = [c.data for c in await read_logs(client, submitted.id) if c.stream == "stdout"]
+    stdout = [_line(c.data) for c in await read_logs(client, submitted.id) if c.stream == "stdout"]
     assert stdout == ["done on attempt 1"]
     found = await counters(client, queue)
     assert (found.get("leases_expired"), found.get("finished:success")) == (1, 1)
@@ -229,7 +229,7 @@ async def test_killed_agent_job_reruns_elsewhere_and_late_calls_are_refused(
             assert refused.value.code == "lease_superseded", path
     job = await client.get_job(submitted.id)
     assert (job.status, job.attempt) == (JobStatus.SUCCESS, 1)
-    assert "late" not in [c.data for c in await read_logs(client, submitted.id)]
+    assert "late" not in [_line(c.data) for c in await read_logs(client, submitted.id)]
 
 
 async def test_sigterm_drains_without_losing_jobs(
@@ -245,7 +245,7 @@ async def test_sigterm_drains_without_losing_jobs(
     assert code == 0, agent.stderr()[-2000:]
     job = await client.get_job(running.id)
     assert (job.status, job.attempt) == (JobStatus.SUCCESS, 0)
-    assert [c.data for c in await read_logs(client, running.id)] == ["finished"]
+    assert [_line(c.data) for c in await read_logs(client, running.id)] == ["finished"]
     for item in queued:
         job = await client.get_job(item.id)
         assert (job.status, job.attempt, job.worker_id) == (JobStatus.QUEUED, 0, None)
@@ -281,7 +281,7 @@ async def test_sigterm_past_the_drain_timeout_hands_the_job_back(
         await agents.start(queue)
         job = await wait_terminal(client, submitted.id)
         assert (job.status, job.attempt) == (JobStatus.SUCCESS, 0)
-        assert "second run" in [c.data for c in await read_logs(client, submitted.id)]
+        assert "second run" in [_line(c.data) for c in await read_logs(client, submitted.id)]
     finally:
         kill_group(pgid)
 
@@ -421,6 +421,10 @@ async def test_four_agents_run_a_thousand_jobs_exactly_once(
 
     sample = sorted(ids)[:5]
     for job_id in sample:
-        assert [c.data for c in await read_logs(client, job_id)] == [job_id]
+        assert [_line(c.data) for c in await read_logs(client, job_id)] == [job_id]
     print(f"1000 jobs on 4 agents x 4 slots in {elapsed:.1f}s")
 
+
+def _line(data: str) -> str:
+    """A pushed chunk's text without the newline the agent keeps."""
+    return data.removesuffix("\n")

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from leasehold.scheduler import errors
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.core import Scheduler
-from leasehold.scheduler.models import JobSpec, JobStatus
+from leasehold.scheduler.models import Finished, JobSpec, JobStatus
 
 
 async def _leases(scheduler: Scheduler, worker: str, count: int, queue: str = "default"
@@ -30,9 +30,10 @@ async def test_each_lease_is_completed_or_refused_on_its_own(
     await scheduler.complete(done, "w")
     found = await scheduler.complete_many(
         [(first, {"n": 1}), ("garbage", None), (done, None), (second, None), (other, None)], "w")
-    assert isinstance(found[first], int) and isinstance(found[second], int)
+    assert isinstance(found[first], Finished) and isinstance(found[second], Finished)
     assert isinstance(found["garbage"], errors.LeaseNotFound)
-    assert isinstance(found[done], errors.JobFinished)
+    replayed = found[done]
+    assert isinstance(replayed, Finished) and replayed.replayed  # its first reply, again
     assert isinstance(found[other], errors.NotLeaseOwner)
     jobs, _ = await scheduler.list_jobs("default")
     assert [job.status for job in jobs] == [JobStatus.SUCCESS] * 3
@@ -45,5 +46,5 @@ async def test_a_flushed_script_cache_is_reloaded(redis: Redis, scheduler: Sched
     leases = await _leases(scheduler, "w", 3)
     await redis.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
     found = await scheduler.complete_many([(lease, None) for lease in leases], "w")
-    assert all(isinstance(run_ms, int) for run_ms in found.values())
+    assert all(isinstance(done, Finished) and not done.replayed for done in found.values())
     assert (await scheduler.queue_stats("default")).success == 3

@@ -161,15 +161,15 @@ async def test_events_record_each_transition_in_order(scheduler: Scheduler) -> N
 
     events = [e for e in await scheduler.events("default") if e["job"] == job_id]
     seen = [(e["from"], e["to"], e["attempt"], e["lease"], e["t"]) for e in events]
-    t = str(T0)
+    t = T0
     assert seen == [
-        ("", "queued", "0", "", t),
-        ("queued", "running", "0", first, t),
-        ("running", "queued", "1", first, str(T0 + 1)),
-        ("queued", "running", "1", second, str(T0 + 2)),
-        ("running", "queued", "1", second, str(T0 + 3)),
-        ("queued", "running", "1", third, str(T0 + 4)),
-        ("running", "success", "1", third, str(T0 + 5)),
+        ("", "queued", 0, "", t),
+        ("queued", "running", 0, first, t),
+        ("running", "queued", 1, first, T0 + 1),
+        ("queued", "running", 1, second, T0 + 2),
+        ("running", "queued", 1, second, T0 + 3),
+        ("queued", "running", 1, third, T0 + 4),
+        ("running", "success", 1, third, T0 + 5),
     ]
     after = await scheduler.events("default", after=events[-2]["id"])
     assert [e["to"] for e in after] == ["success"]

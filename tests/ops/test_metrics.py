@@ -114,7 +114,7 @@ async def test_scrape_after_a_workload_has_exact_values_and_passes_promtool(
     qa, qb = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
     client = await aiohttp_client(create_app(settings.model_copy(update={"auth": False})))
     before = parse(await _scrape(client))
-    assert "leasehold_reaper_last_run_timestamp_seconds" not in {n for n, _ in before}
+    assert "leasehold_reaper_last_pass_timestamp_seconds" not in {n for n, _ in before}
     ids = await _workload(client, scheduler, qa, qb)
     await _json(client, "GET", f"/api/jobs/{ids[0]}")
     text = await _scrape(client)
@@ -211,13 +211,6 @@ async def test_scrape_without_redis_still_answers_with_redis_up_zero(
     assert family(samples, "leasehold_http_request_duration_seconds_count")
 
 
-# Named by deploy/alerts.yml ahead of /metrics exporting them (reaper health, Redis memory):
-# drop each name here once /metrics exports it, and the test below checks it again.
-NOT_YET_EXPORTED = frozenset({"leasehold_reaper_last_pass_timestamp_seconds",
-                              "leasehold_redis_used_memory_bytes",
-                              "leasehold_redis_maxmemory_bytes"})
-
-
 def _referenced_metrics() -> dict[str, set[str]]:
     dashboard = (DEPLOY / "grafana" / "leasehold.json").read_text()
     json.loads(dashboard)
@@ -234,4 +227,4 @@ async def test_dashboard_and_alerts_use_only_metrics_the_service_exposes(
     exposed = {name for name, _ in parse(await _scrape(client))}
     for source, names in _referenced_metrics().items():
         assert names, source
-        assert names - exposed - NOT_YET_EXPORTED == set(), source
+        assert names - exposed == set(), source

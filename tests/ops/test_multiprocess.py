@@ -154,7 +154,7 @@ async def test_two_api_processes_and_a_reaper_report_the_same_exact_totals(
     assert value(scrape_a, "leasehold_job_wait_seconds_count", queue=qa) == 8
     assert value(scrape_b, "leasehold_job_wait_seconds_count", queue=qa) == 5
     assert value(scrape_a, "leasehold_reaper_passes_total") >= 1
-    assert value(scrape_b, "leasehold_reaper_last_run_timestamp_seconds") > time.time() - 60
+    assert value(scrape_b, "leasehold_reaper_last_pass_timestamp_seconds") > time.time() - 60
     _check_logs(fleet, qa)
 
 

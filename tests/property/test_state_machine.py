@@ -31,6 +31,7 @@ from leasehold.scheduler.models import (
     ExponentialBackoff,
     ExponentialParams,
     FailOutcome,
+    Finished,
     FixedBackoff,
     FixedParams,
     Heartbeat,
@@ -107,6 +108,7 @@ class ModelJob:
     lease_ttl_ms: int = 0
     timeout_at: int = 0
     started_at: int = 0
+    last_reply: tuple[str, str, Any] | None = None  # (call, lease id, its reply) that finished
 
     @property
     def labels(self) -> frozenset[str]:
@@ -148,7 +150,7 @@ class Model:
         self.seq = 0
         self.jobs: dict[str, ModelJob] = {}
         self.stats: Counter[str] = Counter()
-        self.events: list[tuple[str, str, str, str]] = []
+        self.events: list[tuple[str, str, str, int]] = []
 
     def recent(self, age: int) -> ModelJob:
         """The job submitted ``age`` submissions ago (wrapping), so shrinking keeps it stable."""
@@ -159,7 +161,7 @@ class Model:
         return sum(not job.status.terminal for job in self.jobs.values())
 
     def _emit(self, job: ModelJob, frm: str, to: str) -> None:
-        self.events.append((job.id, frm, to, str(job.attempt)))
+        self.events.append((job.id, frm, to, job.attempt))
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -214,6 +216,20 @@ class Model:
             "cancelled": errors.JobCancelled,
             "released": errors.LeaseNotFound,
         }.get(job.lease_state or "", errors.JobFinished)
+
+    def replay(self, lease: LeaseRef, call: str) -> Any | None:
+        """The reply a finishing call gets again when the same lease made it last: kept while
+        the job lives, and after it ended while the lease that ended it is its last."""
+        job = self.jobs[lease.job_id]
+        if job.place == "purged" or job.last_reply is None:
+            return None
+        if job.last_reply[:2] != (call, lease.lease_id):
+            return None
+        if job.status.terminal:  # kept only when this lease's call is what ended the job
+            ended_it = call == "complete" or (call == "fail" and not job.last_reply[2].will_retry)
+            if job.lease_id != lease.lease_id or not ended_it:
+                return None
+        return job.last_reply[2]
 
     def heartbeat(self, job: ModelJob, ttl_ms: int | None) -> None:
         ttl = ttl_ms or job.lease_ttl_ms
@@ -397,8 +413,12 @@ class SchedulerMachine(RuleBasedStateMachine):
                                                   {"ok": True}, now_ms=self.model.now))
         if verdict is None:
             job = self.model.jobs[lease.job_id]
-            assert result == self.model.now - job.started_at, "the attempt's run time"
+            run_ms = self.model.now - job.started_at
+            assert result == Finished(run_ms=run_ms), "the attempt's run time"
             self.model.complete(job)
+            job.last_reply = ("complete", lease.lease_id, run_ms)
+        elif self.model.replay(lease, "complete") is not None:
+            assert result == Finished(run_ms=0, replayed=True)
         else:
             assert type(result) is verdict
 
@@ -407,12 +427,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         result = self.attempt(self.sched.fail(lease.lease_id, "boom", lease.worker_id,
                                               retryable=retryable, now_ms=self.model.now))
         if verdict is not None:
-            assert type(result) is verdict
+            again = self.model.replay(lease, "fail")
+            if again is not None:
+                assert result == again.model_copy(update={"replayed": True, "run_ms": 0})
+            else:
+                assert type(result) is verdict
             return
-        assert isinstance(result, FailOutcome)
+        assert isinstance(result, FailOutcome) and not result.replayed
         assert result.run_ms == self.model.now - job.started_at
         window = self.model.fail(job, "boom", retryable)
         assert result.will_retry == (window is not None)
+        job.last_reply = ("fail", lease.lease_id, result)
         if window is not None:
             assert result.retry_at_ms is not None
             assert window[0] <= result.retry_at_ms <= window[1]
@@ -424,8 +449,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         result = self.attempt(self.sched.release(lease.lease_id, lease.worker_id,
                                                  now_ms=self.model.now))
         if verdict is None:
-            assert result is None
+            assert result is False
             self.model.release(self.model.jobs[lease.job_id])
+            self.model.jobs[lease.job_id].last_reply = ("release", lease.lease_id, True)
+        elif self.model.replay(lease, "release") is not None:
+            assert result is True  # the first release's reply, again
         else:
             assert type(result) is verdict
 
