@@ -111,6 +111,7 @@ def _fuzz(base: str, tokens: dict[str, str]) -> list[str]:
     return failures
 
 
+@pytest.mark.timeout(600)  # hundreds of generated requests; slow on a busy machine
 async def test_schemathesis_finds_no_server_error_or_schema_violation(served: str) -> None:
     tokens = await _tokens(served)
 
