@@ -73,7 +73,8 @@ async def queue_activity(request: web.Request) -> web.Response:
             break
         after = entries[-1]["id"]
     # a trimmed stream holds at least its cap; one that starts inside the window was trimmed
-    complete = not oldest or oldest[0].get("t", 0) <= first or read < request.app[SETTINGS].events_maxlen
+    cap = request.app[SETTINGS].events_maxlen
+    complete = not oldest or oldest[0].get("t", 0) <= first or read < cap
     return respond(Activity(queue=queue, since_ms=first,
                             minute_ms=[first + i * 60_000 for i in range(minutes)],
                             success=success, failure=failure, complete=complete))

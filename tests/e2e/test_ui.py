@@ -128,8 +128,7 @@ async def sign_in(page: Page, base: str, token: str, hash_: str = "#/") -> None:
 
 
 async def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+    if SCREENSHOTS:  # playwright creates the directory
         await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
 
 

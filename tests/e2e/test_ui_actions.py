@@ -4,21 +4,18 @@ filters, find by id, why a queued job waits, and the last hour's chart."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp.test_utils import TestServer
 
-from tests.e2e.test_ui import (  # noqa: F401
-    ADMIN,
-    Http,
-    base_url,
-    http,
-    page,
-    pytestmark,
-    server,
-    shot,
-    sign_in,
-)
+from tests.e2e import test_ui
+from tests.e2e.test_ui import ADMIN, Http, base_url, shot, sign_in
+
+# the browser, the server and the HTTP helper of the UI tests
+pytestmark = test_ui.pytestmark
+server = test_ui.server
+page = test_ui.page
+http = test_ui.http
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -175,7 +172,7 @@ async def test_the_chart_counts_the_last_hours_successes_and_failures(
     for outcome in ("complete", "complete", "fail"):
         await http.call("POST", "/api/jobs", body={"command": outcome})
         lease = (await http.claim("ui-chart", token, ["linux"]))["lease"]["lease_id"]
-        body = {"outputs": {}} if outcome == "complete" else {"error": "boom"}
+        body: dict[str, Any] = {"outputs": {}} if outcome == "complete" else {"error": "boom"}
         await http.call("POST", f"/api/jobs/{lease}/{outcome}", token, body)
     await sign_in(page, base_url(server), ADMIN)
     chart = page.get_by_role("img", name="2 succeeded and 1 failed in the last 60 minutes")

@@ -7,17 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.test_utils import TestServer
 
-from tests.e2e.test_ui import (  # noqa: F401
-    ADMIN,
-    Http,
-    base_url,
-    http,
-    page,
-    pytestmark,
-    server,
-    shot,
-    sign_in,
-)
+from tests.e2e import test_ui
+from tests.e2e.test_ui import ADMIN, Http, base_url, shot, sign_in
+
+# the browser, the server and the HTTP helper of the UI tests
+pytestmark = test_ui.pytestmark
+server = test_ui.server
+page = test_ui.page
+http = test_ui.http
 
 if TYPE_CHECKING:
     from playwright.async_api import Page

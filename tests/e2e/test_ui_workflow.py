@@ -7,17 +7,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp.test_utils import TestServer
 
-from tests.e2e.test_ui import (  # noqa: F401
-    ADMIN,
-    Http,
-    base_url,
-    http,
-    page,
-    pytestmark,
-    server,
-    shot,
-    sign_in,
-)
+from tests.e2e import test_ui
+from tests.e2e.test_ui import ADMIN, Http, base_url, shot, sign_in
+
+# the browser, the server and the HTTP helper of the UI tests
+pytestmark = test_ui.pytestmark
+server = test_ui.server
+page = test_ui.page
+http = test_ui.http
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -34,7 +31,7 @@ async def test_the_dag_is_drawn_in_layers_and_follows_events_live(
         server: TestServer, page: Page, http: Http) -> None:
     from playwright.async_api import expect
 
-    wf = await http.call("POST", "/api/workflows", body=DIAMOND)
+    await http.call("POST", "/api/workflows", body=DIAMOND)
     token = await http.worker("ui-wf", ["linux"])
     await sign_in(page, base_url(server), ADMIN, "#/workflows")
     await expect(page.locator("#workflows tbody")).to_contain_text("diamond")
