@@ -21,7 +21,8 @@ LH.chart = (box, activity) => {
   const W = 600;
   const H = 120;
   const n = activity.minute_ms.length;
-  const top = Math.max(1, ...activity.success.map((s, i) => s + activity.failure[i]));
+  const peak = Math.max(0, ...activity.success.map((s, i) => s + activity.failure[i]));
+  const top = Math.max(1, peak);
   const bar = W / n;
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
@@ -29,7 +30,7 @@ LH.chart = (box, activity) => {
   svg.setAttribute('role', 'img');
   const total = (xs) => xs.reduce((a, b) => a + b, 0);
   const summary = total(activity.success) + ' succeeded and ' + total(activity.failure)
-    + ' failed in the last ' + n + ' minutes (busiest minute: ' + top + ')';
+    + ' failed in the last ' + n + ' minutes (busiest minute: ' + peak + ')';
   svg.setAttribute('aria-label', summary);
   activity.minute_ms.forEach((ms, i) => {
     const ok = activity.success[i];

@@ -92,7 +92,6 @@ async def test_drain_undrain_and_revoke_a_worker(
     await expect(page.locator("#notice")).to_contain_text("Revoke worker ui-drain: done")
     assert dialogs and "Revoke worker ui-drain" in dialogs[-1]
     await http.call("POST", "/api/workers/ui-drain/heartbeat", worker_token, {}, status=401)
-    await shot(page, "overview")
 
 
 async def test_a_viewer_sees_no_actions_and_the_servers_403_is_shown(
@@ -163,6 +162,15 @@ async def test_a_queued_job_says_why_it_waits(server: TestServer, page: Page, ht
     await page.goto(base_url(server) + f"/#/jobs/{ready['id']}")
     await expect(why).to_contain_text("Ready: waiting for a worker to claim it")
 
+    token = await http.worker("ui-retry", ["linux"])
+    await http.call("POST", f"/api/jobs/{ready['id']}/cancel")
+    flaky = await http.call("POST", "/api/jobs", body={"command": "flaky", "retry_policy": {
+        "max_retries": 3, "backoff": {"Fixed": {"delay_secs": 3600}}}})
+    lease = (await http.claim("ui-retry", token, ["linux"]))["lease"]["lease_id"]
+    await http.call("POST", f"/api/jobs/{lease}/fail", token, {"error": "x", "retryable": True})
+    await page.goto(base_url(server) + f"/#/jobs/{flaky['id']}")
+    await expect(why).to_contain_text("Backing off after a failed attempt")
+
 
 async def test_the_chart_counts_the_last_hours_successes_and_failures(
         server: TestServer, page: Page, http: Http) -> None:
@@ -179,3 +187,7 @@ async def test_the_chart_counts_the_last_hours_successes_and_failures(
     await expect(chart).to_be_visible()
     assert await page.locator("#chart rect.bar-ok").count() >= 1
     assert await page.locator("#chart rect.bar-bad").count() >= 1
+    await http.call("POST", "/api/jobs", body={"command": "make release"})
+    await page.reload()
+    await expect(page.locator("#jobs tbody")).to_contain_text("make release")
+    await shot(page, "overview")

@@ -79,9 +79,12 @@ async def test_the_dag_is_usable_by_keyboard(server: TestServer, page: Page, htt
     from playwright.async_api import expect
 
     wf = await http.call("POST", "/api/workflows", body=DIAMOND)
-    await http.call("POST", f"/api/workflows/{wf['id']}/run")
+    run = await http.call("POST", f"/api/workflows/{wf['id']}/run")
     await sign_in(page, base_url(server), ADMIN, f"#/workflows/{wf['id']}")
     node = page.get_by_role("button", name="Job lint: queued")
     await node.focus()
     await page.keyboard.press("Enter")
     await expect(page.locator("#wf-job").get_by_role("heading", name="Job lint")).to_be_focused()
+    await page.get_by_role("link", name="Open job page").press("Enter")
+    await expect(page.locator(".job-id")).to_have_text(run["jobs"]["lint"])
+    await expect(page.locator("#why")).to_contain_text("Waiting on dependencies: fetch.")
