@@ -11,7 +11,7 @@ const LH = (() => {
     status: 'Status', queue: 'Queue', command: 'Command', payload: 'Payload',
     workflow_id: 'Workflow', job_id: 'Name in workflow', priority: 'Priority (lower first)',
     attempt: 'Attempt', required_labels: 'Required worker labels', worker_id: 'Worker',
-    progress: 'Progress (%)', progress_message: 'Progress message', error: 'Error',
+    progress: 'Progress (%)', progress_message: 'Progress message', error: 'Last error',
     outputs: 'Outputs', upstream_outputs: 'Outputs of dependencies', metadata: 'Metadata',
     enqueued_at_ms: 'Enqueued', started_at_ms: 'Started', finished_at_ms: 'Finished',
     delayed_until_ms: 'Not before', retry_policy: 'Retry policy', unique_key: 'Unique key',

@@ -84,7 +84,8 @@ LH.jobPage = (id) => {
       status.textContent = job.status;
       status.className = 'job-status badge status-' + job.status;
       view.querySelector('.job-actions').replaceChildren(LH.jobActions(job, loadJob));
-      LH.fields(view.querySelector('.fields'), job, LH.JOB_FIELDS);
+      const keys = LH.JOB_FIELDS.filter((k) => k !== 'job_id' || job.workflow_id);
+      LH.fields(view.querySelector('.fields'), job, keys);
       const why = await LH.whyWaiting(job);
       const box = view.querySelector('#why');
       if (box) {

@@ -209,4 +209,5 @@ async def test_job_page_tails_logs_with_line_breaks_attempt_markers_and_stderr(
     await expect(page.locator("#log-end")).to_have_text("Job finished: success")
     await expect(page.locator("#stream-state")).to_have_text("ended")
     await expect(page.locator(".job-status")).to_have_text("success")
+    assert await page.locator(".fields dt", has_text="Name in workflow").count() == 0
     await shot(page, "job")
