@@ -10,6 +10,7 @@ from aiohttp import hdrs, web
 from leasehold import __version__
 from leasehold.api.routes import (  # noqa: F401
     artifacts,
+    console,
     jobs,
     leases,
     logs,
