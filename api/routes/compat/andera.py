@@ -74,7 +74,7 @@ def task_reply(job: Job) -> dict[str, object]:
               "{function, input, contract} and label fn:<function>; sync answers the result, "
               "stream answers SSE, webhook answers 202 and POSTs the result",
               status=200, also=(202,), errors=(400, 401, 403, 429, 503))
-async def task(request: web.Request) -> web.StreamResponse:
+async def andera_task(request: web.Request) -> web.StreamResponse:
     who = await _caller(request, "admin", "submitter")
     try:
         body = AnderaTask.model_validate_json(await request.read())
@@ -107,7 +107,7 @@ async def task(request: web.Request) -> web.StreamResponse:
 
 @router.route("GET", PREFIX + "/health", roles=(), tag=TAG,
               summary="Status (public); with a key also each group's queue counts")
-async def health(request: web.Request) -> web.Response:
+async def andera_health(request: web.Request) -> web.Response:
     off = bool(await request.app[SERVICES].redis.get(_off_key(request)))
     reply: dict[str, object] = {"status": "maintenance" if off else "ok"}
     header = request.headers.get("Authorization")
@@ -120,7 +120,7 @@ async def health(request: web.Request) -> web.Response:
 @router.route("GET", PREFIX + "/logs", roles=(), tag=TAG, query={"group": "the queue"},
               summary="The last 1000 job transitions of a group, one line each",
               errors=(401, 403))
-async def logs(request: web.Request) -> web.Response:
+async def andera_logs(request: web.Request) -> web.Response:
     who = await _caller(request, "admin", "submitter", "viewer")
     group = request.query.get("group", GROUP)
     if not QUEUE_NAME.match(group):
@@ -144,12 +144,12 @@ async def _switch(request: web.Request, off: bool) -> web.Response:
 
 @router.route("POST", PREFIX + "/on", roles=(), tag=TAG, summary="Accept new tasks again (admin)",
               errors=(401, 403))
-async def on(request: web.Request) -> web.Response:
+async def andera_on(request: web.Request) -> web.Response:
     return await _switch(request, False)
 
 
 @router.route("POST", PREFIX + "/off", roles=(), tag=TAG, summary="Maintenance: refuse new "
               "tasks (503), let queued and running ones finish (admin)", errors=(401, 403))
-async def off(request: web.Request) -> web.Response:
+async def andera_off(request: web.Request) -> web.Response:
     return await _switch(request, True)
 

@@ -117,7 +117,7 @@ async def _as_agent(request: web.Request, agent_id: str) -> Principal:
 @router.route("POST", BASE + "/register", roles=(*ADMIN, REGISTRATION), tag=TAG,
               body=AgentRegister, status=201, summary="Register an agent with a one-time "
               "registration token in X-Agent-Token; 409 when the name is taken", errors=ERRS)
-async def register(request: web.Request) -> web.Response:
+async def stella_register(request: web.Request) -> web.Response:
     body = await read_model(request, AgentRegister)
     registration: str | None = request.get(REGISTRATION_TOKEN)
     worker, token = await request.app[SERVICES].workers.register(
@@ -132,7 +132,7 @@ async def register(request: web.Request) -> web.Response:
 @router.route("GET", BASE, roles=READERS, tag=TAG,
               query={"status": "online, offline or degraded", "capability": "a capability"},
               summary="List agents", errors=(400, 401, 403))
-async def list_agents(request: web.Request) -> web.Response:
+async def stella_list_agents(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status not in (None, "online", "offline", "degraded"):
         raise errors.InvalidArgument("status must be online, offline or degraded")
@@ -145,14 +145,14 @@ async def list_agents(request: web.Request) -> web.Response:
 
 @router.route("GET", BASE + "/{id}", roles=(*READERS, "worker"), tag=TAG,
               summary="An agent", errors=(401, 403, 404))
-async def get_agent(request: web.Request) -> web.Response:
+async def stella_get_agent(request: web.Request) -> web.Response:
     _, agent_id = _self(request)
     return respond(agent(await request.app[SERVICES].workers.get(agent_id)))
 
 
 @router.route("PUT", BASE + "/{id}", roles=ADMIN, tag=TAG, body=AgentUpdate,
               summary="Change an agent's labels and capabilities (admin)", errors=ERRS)
-async def update_agent(request: web.Request) -> web.Response:
+async def stella_update_agent(request: web.Request) -> web.Response:
     body = await read_model(request, AgentUpdate)
     workers, agent_id = request.app[SERVICES].workers, request.match_info["id"]
     current = agent(await workers.get(agent_id))
@@ -166,7 +166,7 @@ async def update_agent(request: web.Request) -> web.Response:
 
 @router.route("DELETE", BASE + "/{id}", roles=ADMIN, tag=TAG, summary="Revoke an agent: its "
               "token fails at once; its tasks go back to the queue", errors=(401, 403, 404))
-async def delete_agent(request: web.Request) -> web.Response:
+async def stella_delete_agent(request: web.Request) -> web.Response:
     services, agent_id = request.app[SERVICES], request.match_info["id"]
     worker = await services.workers.get(agent_id)
     await services.workers.revoke(agent_id)
@@ -178,7 +178,7 @@ async def delete_agent(request: web.Request) -> web.Response:
 @router.route("POST", BASE + "/{id}/heartbeat", roles=WORKERS, tag=TAG, body=AgentHeartbeat,
               summary="Mark the agent online; the reply carries a task when one is waiting",
               errors=ERRS)
-async def heartbeat(request: web.Request) -> web.Response:
+async def stella_heartbeat(request: web.Request) -> web.Response:
     _, agent_id = _self(request)
     body = await read_model(request, AgentHeartbeat, optional=True)
     services = request.app[SERVICES]
@@ -190,7 +190,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 @router.route("GET", BASE + "/{id}/tasks", roles=WORKERS, tag=TAG,
               summary="Poll for a task (instead of the heartbeat): assigns one when waiting",
               errors=(401, 403, 404))
-async def poll_tasks(request: web.Request) -> web.Response:
+async def stella_poll_tasks(request: web.Request) -> web.Response:
     _, agent_id = _self(request)
     claimed = await claim_one(request, await _as_agent(request, agent_id), [QUEUE])
     return respond({"tasks": [task(claimed)] if claimed else []})
@@ -207,7 +207,7 @@ async def _log(request: web.Request, lease_id: str, owner: str, entries: list[Ta
 @router.route("POST", BASE + "/{id}/tasks/{taskId}/complete", roles=WORKERS, tag=TAG,
               body=TaskComplete, summary="Finish a task: success completes with result as "
               "outputs, else fails it; logs are stored as the task's log", errors=ERRS)
-async def complete_task(request: web.Request) -> web.Response:
+async def stella_complete_task(request: web.Request) -> web.Response:
     caller, agent_id = _self(request)
     body = await read_model(request, TaskComplete)
     task_id, owner = request.match_info["taskId"], caller.lease_owner or agent_id
@@ -226,7 +226,7 @@ async def complete_task(request: web.Request) -> web.Response:
 @router.route("GET", BASE + "/{id}/task-stream", roles=WORKERS, tag=TAG,
               summary="WebSocket: task_assigned and task_cancelled from the server, "
               "task_progress and task_log from the agent", errors=(401, 403, 404))
-async def task_stream(request: web.Request) -> web.StreamResponse:
+async def stella_task_stream(request: web.Request) -> web.StreamResponse:
     _, agent_id = _self(request)
     who = await _as_agent(request, agent_id)
     ws = web.WebSocketResponse(heartbeat=30)

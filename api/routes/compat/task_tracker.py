@@ -153,7 +153,7 @@ async def _apply(request: web.Request, fields: ProjectFields, paused: bool) -> N
 
 
 @tt_route("POST", "/project/create", "Create a project (a queue of the same name); admin only")
-async def create_project(request: web.Request) -> web.Response:
+async def tt_create_project(request: web.Request) -> web.Response:
     _role(await caller(request), "admin")
     fields = await body_of(request, ProjectFields)
     if not QUEUE_NAME.match(fields.name):
@@ -173,14 +173,14 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 @tt_route("GET", "/project/get/{id}", "A project, with whether it is paused")
-async def get_project(request: web.Request) -> web.Response:
+async def tt_get_project(request: web.Request) -> web.Response:
     await caller(request)
     return envelope(await project(request, _int(request.match_info["id"], "project")))
 
 
 @tt_route("POST", "/project/update/{id}", "Change a project's settings; paused stops "
           "assignment; admin only")
-async def update_project(request: web.Request) -> web.Response:
+async def tt_update_project(request: web.Request) -> web.Response:
     _role(await caller(request), "admin")
     project_id = _int(request.match_info["id"], "project")
     current = await project(request, project_id)
@@ -212,7 +212,7 @@ class CreateWorker(BaseModel):
 
 @tt_route("POST", "/worker/create", "Create a worker; its secret is shown once. Needs a "
           "registration token (or admin) in Authorization: Bearer")
-async def create_worker(request: web.Request) -> web.Response:
+async def tt_create_worker(request: web.Request) -> web.Response:
     fields = await body_of(request, CreateWorker)
     if fields.alias == "unassigned":
         raise Failure(400, "Invalid request: alias unassigned is reserved")
@@ -292,18 +292,18 @@ async def _submit(request: web.Request, tasks: list[SubmitTask]) -> web.Response
 
 @tt_route("POST", "/task/submit", "Submit a task; a duplicate hash_u64 or unique_string is "
           "refused (needs a submitter or admin token)")
-async def submit(request: web.Request) -> web.Response:
+async def tt_submit(request: web.Request) -> web.Response:
     return await _submit(request, [await body_of(request, SubmitTask)])
 
 
 @tt_route("POST", "/task/bulk_submit", "Submit tasks of one project atomically")
-async def bulk_submit(request: web.Request) -> web.Response:
+async def tt_bulk_submit(request: web.Request) -> web.Response:
     return await _submit(request, (await body_of(request, BulkSubmit)).requests)
 
 
 @tt_route("GET", "/task/get/{project}", "Assign the best task of a project to the worker; "
           "ok: false 'No task available' when there is none")
-async def get_task(request: web.Request) -> web.Response:
+async def tt_get_task(request: web.Request) -> web.Response:
     who = await caller(request)
     project_id = _int(request.match_info["project"], "project")
     found = await project(request, project_id)
@@ -338,7 +338,7 @@ class Release(BaseModel):
 
 @tt_route("POST", "/task/release", "Release an assigned task: result 0 OK (with verification "
           "when the task needs a quorum), 1 FAIL (uses a retry), 2 SKIP (as if never assigned)")
-async def release(request: web.Request) -> web.Response:
+async def tt_release(request: web.Request) -> web.Response:
     who = await caller(request)
     body = await body_of(request, Release)
     if body.result not in (TR_OK, TR_FAIL, TR_SKIP):

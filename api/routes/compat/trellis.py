@@ -74,7 +74,7 @@ class Metadata(BaseModel):
               body=TrellisRegister, response=TrellisRegistered, status=201,
               summary="Register a Tendril (registration token or admin); the token is shown "
               "once", errors=(400, 401, 403, 409))
-async def register(request: web.Request) -> web.Response:
+async def trellis_register(request: web.Request) -> web.Response:
     body = await read_model(request, TrellisRegister)
     registration: str | None = request.get(REGISTRATION_TOKEN)
     worker, token = await request.app[SERVICES].workers.register(
@@ -95,7 +95,7 @@ def trellis_job(job_id: str, payload: Any) -> dict[str, Any]:
 @router.route("POST", PREFIX + "/api/jobs/claim", roles=WORKERS, tag=TAG, also=(204,),
               summary="Claim the oldest job of queue trellis; 204 when there is none",
               errors=(401, 403))
-async def claim(request: web.Request) -> web.Response:
+async def trellis_claim(request: web.Request) -> web.Response:
     claimed = await claim_one(request, principal(request), [QUEUE])
     if claimed is None:
         return web.Response(status=204)
@@ -106,7 +106,7 @@ async def claim(request: web.Request) -> web.Response:
 @router.route("PUT", PREFIX + "/api/jobs/{id}/status", roles=WORKERS, tag=TAG, body=StatusUpdate,
               summary="PROCESSING extends the lease; SUCCESS completes with execution_metadata "
               "as outputs; FAILED and CANCELLED fail the job", errors=ERRS)
-async def status(request: web.Request) -> web.Response:
+async def trellis_status(request: web.Request) -> web.Response:
     body = await read_model(request, StatusUpdate)
     job_id, owner = request.match_info["id"], principal(request).lease_owner
     principal(request).require_job(job_id)
@@ -129,7 +129,7 @@ async def status(request: web.Request) -> web.Response:
 @router.route("POST", PREFIX + "/api/jobs/{id}/logs", roles=WORKERS, tag=TAG, body=LogPost,
               status=201, summary="Append a log chunk (STDOUT, STDERR or SYSTEM) to a job the "
               "worker holds", errors=ERRS)
-async def post_logs(request: web.Request) -> web.Response:
+async def trellis_post_logs(request: web.Request) -> web.Response:
     body = await read_model(request, LogPost)
     job_id, owner = request.match_info["id"], principal(request).lease_owner
     principal(request).require_job(job_id)
@@ -142,7 +142,7 @@ async def post_logs(request: web.Request) -> web.Response:
 @router.route("GET", PREFIX + "/api/jobs/{id}/logs", roles=(*READERS, "worker"), tag=TAG,
               query={"after": "the id of the last chunk seen"},
               summary="A job's log chunks in order, after ?after=", errors=(400, 401, 403, 404))
-async def get_logs(request: web.Request) -> web.Response:
+async def trellis_get_logs(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     principal(request).require_job(job_id)
     limit = query_int(request, "limit", 1000, 1, 1000)
@@ -155,7 +155,7 @@ async def get_logs(request: web.Request) -> web.Response:
 @router.route("POST", PREFIX + "/api/jobs/{id}/plan-artifact", roles=WORKERS, tag=TAG,
               raw_body=True, status=201, summary="Upload the job's plan file (raw bytes; "
               "stored as its artifact plan-artifact)", errors=(*ERRS, 413))
-async def put_plan(request: web.Request) -> web.Response:
+async def trellis_put_plan(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     artifact = await store(request).upload(
         job_id, PLAN, "application/octet-stream", principal(request).lease_owner,
@@ -166,7 +166,7 @@ async def put_plan(request: web.Request) -> web.Response:
 @router.route("GET", PREFIX + "/api/jobs/{id}/plan-artifact", roles=(*READERS, "worker"),
               tag=TAG, raw_response=True, summary="Download the job's plan file",
               errors=(401, 403, 404))
-async def get_plan(request: web.Request) -> web.StreamResponse:
+async def trellis_get_plan(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["id"]
     artifacts = store(request)
     caller = principal(request)
@@ -186,7 +186,7 @@ async def get_plan(request: web.Request) -> web.StreamResponse:
 @router.route("POST", PREFIX + "/api/workers/heartbeat", roles=WORKERS, tag=TAG,
               body=TrellisHeartbeat, summary="Mark the Tendril online and record its version",
               errors=(400, 401, 403, 404))
-async def heartbeat(request: web.Request) -> web.Response:
+async def trellis_heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, TrellisHeartbeat, optional=True)
     worker_id = principal(request).worker_id or request.headers.get("X-Worker-ID", "")
     if not worker_id:
@@ -203,7 +203,7 @@ def _own(request: web.Request, worker_id: str) -> None:
 
 @router.route("GET", PREFIX + "/api/workers/{id}", roles=(*READERS, "worker"), tag=TAG,
               summary="A Tendril's record with its metadata", errors=(401, 403, 404))
-async def get_worker(request: web.Request) -> web.Response:
+async def trellis_get_worker(request: web.Request) -> web.Response:
     worker_id = request.match_info["id"]
     _own(request, worker_id)
     return respond(await request.app[SERVICES].workers.get(worker_id))
@@ -212,7 +212,7 @@ async def get_worker(request: web.Request) -> web.Response:
 @router.route("POST", PREFIX + "/api/workers/{id}/metadata", roles=ADMIN, tag=TAG, body=Metadata,
               summary="Replace a Tendril's metadata (admin, as the native PATCH)",
               errors=(400, 401, 403, 404))
-async def set_metadata(request: web.Request) -> web.Response:
+async def trellis_set_metadata(request: web.Request) -> web.Response:
     body = await read_model(request, Metadata)
     metadata: dict[str, JsonValue] = dict(body.model_extra or {})
     worker = await request.app[SERVICES].workers.update(request.match_info["id"],
