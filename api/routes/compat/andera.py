@@ -29,7 +29,7 @@ from leasehold.scheduler.models import Job, JobSpec
 PREFIX = "/compat/andera"
 TAG = "compat: Andera"
 GROUP = "andera"
-SYNC_WAIT_SECS = 300.0  # Andera's TASK_TIMEOUT default
+SYNC_WAIT_SECS = 30.0  # then 202 {id, status}, as the native sync mode
 
 
 class AnderaWebhook(BaseModel):
@@ -119,7 +119,7 @@ async def andera_health(request: web.Request) -> web.Response:
 
 @router.route("GET", PREFIX + "/logs", roles=(), tag=TAG, query={"group": "the queue"},
               summary="The last 1000 job transitions of a group, one line each",
-              errors=(401, 403))
+              errors=(400, 401, 403))
 async def andera_logs(request: web.Request) -> web.Response:
     who = await _caller(request, "admin", "submitter", "viewer")
     group = request.query.get("group", GROUP)

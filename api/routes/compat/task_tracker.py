@@ -19,7 +19,7 @@ from leasehold.api.routes.compat.common import claim_one, identify, lease_of
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.audit import audit
 from leasehold.api.server.errors import status_of
-from leasehold.api.server.http import validation_details
+from leasehold.api.server.http import REQUEST_ID, validation_details
 from leasehold.api.server.routing import router
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
@@ -41,11 +41,21 @@ class Failure(Exception):
         self.status, self.message = status, message
 
 
+CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         409: "conflict", 429: "rate_limited"}
+
+
 def envelope(content: Any = None, message: str = "", ok: bool = True, status: int = 200,
-             delay: float | None = None) -> web.Response:
+             delay: float | None = None, request: web.Request | None = None,
+             code: str = "") -> web.Response:
+    """The seed's envelope; an error reply also carries the native ``error`` code and
+    ``request_id`` (a task_tracker client ignores them)."""
     body: dict[str, Any] = {"ok": ok}
     if message:
         body["message"] = message
+    if status >= 400:
+        body["error"] = code or CODES.get(status, "error")
+        body["request_id"] = request.get(REQUEST_ID, "") if request is not None else ""
     if delay is not None:
         body["rate_limit_delay"] = delay
     if content is not None:
@@ -62,14 +72,17 @@ def tt_route(method: str, path: str, summary: str) -> Callable[[Handler], Handle
             try:
                 return await handler(request)
             except Failure as exc:
-                return envelope(ok=False, message=exc.message, status=exc.status)
+                return envelope(ok=False, message=exc.message, status=exc.status,
+                                request=request)
             except errors.RateLimited as exc:
                 return envelope(ok=False, message="Too many requests", status=429,
-                                delay=float(exc.retry_after_secs))
+                                delay=float(exc.retry_after_secs), request=request,
+                                code=exc.code)
             except errors.SchedulerError as exc:
                 if isinstance(exc, errors.ScriptContractError):
                     raise
-                return envelope(ok=False, message=exc.message, status=status_of(exc))
+                return envelope(ok=False, message=exc.message, status=status_of(exc),
+                                request=request, code=exc.code)
 
         router.route(method, PREFIX + path, roles=(), tag=TAG, summary=summary,
                      errors=(400, 401, 403, 404, 409, 429))(wrapped)
