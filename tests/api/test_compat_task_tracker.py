@@ -219,3 +219,20 @@ async def test_credentials_and_bad_input_change_nothing(
         status, reply = await tt(api, method, path, body, headers)
         assert (status, reply["ok"]) == (expected, False), (path, body, reply)
     assert await snapshot(redis, settings.namespace) == before
+
+
+async def test_auth_off_a_worker_is_named_by_its_id(open_api: Api) -> None:
+    status, reply = await tt(open_api, "POST", "/worker/create", {"alias": "local"})
+    assert status == 200 and reply["ok"], reply
+    worker = {"X-Worker-ID": str(reply["content"]["worker"]["id"])}
+    project = await make_project(open_api, "local")
+    _, reply = await tt(open_api, "POST", "/task/submit", task(project, "r"))
+    assert reply["ok"], reply
+    _, reply = await tt(open_api, "GET", f"/task/get/{project}", headers=worker)
+    assert reply["content"]["task"]["assignee"] == int(worker["X-Worker-ID"])
+    _, reply = await tt(open_api, "POST", "/task/release",
+                        {"task_id": reply["content"]["task"]["id"], "result": 0}, worker)
+    assert reply == {"ok": True, "content": {"updated": True}}
+    status, reply = await tt(open_api, "GET", f"/task/get/{project}",
+                             headers={"X-Worker-ID": "404"})
+    assert (status, reply["ok"]) == (401, False), "an unknown worker id is refused"
