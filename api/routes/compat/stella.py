@@ -240,7 +240,7 @@ async def stella_task_stream(request: web.Request) -> web.StreamResponse:
             await _incoming(request, ws, who, held, msg.data)
     finally:
         pusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError, RuntimeError):
             await pusher
     return ws
 
@@ -283,8 +283,13 @@ async def _push(request: web.Request, ws: web.WebSocketResponse, who: Principal,
         services.workers.seen(who.worker_id)
         claimed = claims[0] if claims else None
         if claimed is not None:
+            try:
+                await ws.send_json({"type": "task_assigned", "task": task(claimed)})
+            except (ConnectionResetError, RuntimeError):  # the agent left: hand the task back
+                with contextlib.suppress(errors.LeaseLost):
+                    await services.scheduler.release(claimed.lease.lease_id, who.worker_id)
+                return
             held[claimed.job.id] = claimed.lease.lease_id
-            await ws.send_json({"type": "task_assigned", "task": task(claimed)})
         for task_id, lease_id in list(held.items()):
             try:
                 beat = await services.scheduler.heartbeat(lease_id, who.worker_id)
