@@ -21,6 +21,7 @@ from leasehold.api.routes import (  # noqa: F401
     workers,
     workflows,
 )
+from leasehold.api.routes.compat import andera, stella, task_tracker, trellis  # noqa: F401
 from leasehold.api.server import metrics, openapi, shutdown
 from leasehold.api.server.appkeys import ROUTER, SERVICES, SETTINGS
 from leasehold.api.server.errors import error_middleware

@@ -54,7 +54,8 @@ def presented_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    return request.headers.get("X-Worker-Token") or None
+    return (request.headers.get("X-Worker-Token")
+            or request.headers.get("X-Agent-Token") or None)  # Stella's registration header
 
 
 @web.middleware

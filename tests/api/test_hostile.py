@@ -20,8 +20,9 @@ from leasehold.scheduler.config import Settings
 from tests.api.harness import ADMIN, NO_BODY, Api, snapshot
 from tests.redis_server import free_port
 
-pytestmark = pytest.mark.timeout(120)
-SKIPPED_PATHS = re.compile(r"/stream$|^/api/events$")  # endless SSE responses
+pytestmark = pytest.mark.timeout(180)  # the fuzzer walks every route, adapters too
+# endless SSE responses, the WebSocket, and Andera's task (it waits for a worker to finish it)
+SKIPPED_PATHS = re.compile(r"/stream$|^/api/events$|/task-stream$|^/compat/andera/task$")
 
 
 @pytest.fixture
