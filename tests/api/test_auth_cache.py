@@ -15,7 +15,7 @@ async def test_complete_with_next_is_one_redis_command(api: Api) -> None:
     for i in range(3):
         await api.submit(command=str(i), queue="ac1")
     claim = await worker.claim(queues=["ac1"])  # the token is remembered from here on
-    client = api.app[SERVICES].redis
+    client: Any = api.app[SERVICES].redis
     sent: list[str] = []
     original = client.execute_command
 
@@ -23,12 +23,12 @@ async def test_complete_with_next_is_one_redis_command(api: Api) -> None:
         sent.append(str(args[0]))
         return await original(*args, **options)
 
-    client.execute_command = counted  # type: ignore[method-assign]
+    client.execute_command = counted
     try:
         reply = await worker.post(f"/api/jobs/{claim['lease']['lease_id']}/complete",
                                   {"next": {}})
     finally:
-        client.execute_command = original  # type: ignore[method-assign]
+        client.execute_command = original
     assert reply.status == 200 and reply.body["next"] is not None
     assert sent == ["EVALSHA"], sent
 
