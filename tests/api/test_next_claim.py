@@ -4,8 +4,12 @@ worker's next job in the same request, with the same checks as a claim."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+from leasehold.api.fleet.agent import Agent, AgentConfig
+from leasehold.api.fleet.client import LeaseholdClient
+from leasehold.api.server.appkeys import SERVICES
 from tests.api.harness import Api
 
 
@@ -154,3 +158,52 @@ async def test_an_admin_names_the_worker_of_the_next_claim(api: Api) -> None:
     assert reply.status == 200, reply.text
     assert reply.body["next"]["job"]["id"] == second["id"]
     assert reply.body["next"]["lease"]["worker_id"] == "w-admin-next"
+
+
+async def test_the_python_client_claims_with_its_report(api: Api) -> None:
+    worker = await api.register("w-client-next")
+    jobs = [await api.submit(command=str(i), queue="nx10") for i in range(4)]
+    server = str(api.client.make_url("")).rstrip("/")
+    async with LeaseholdClient(server, worker.token) as client:
+        claims = await client.claim([], queues=["nx10"])
+        claims = await client.complete(claims[0].lease.lease_id, {"x": 1},
+                                       next_claim={"queues": ["nx10"]})
+        assert [c.job.id for c in claims] == [jobs[1]["id"]]
+        failed = await client.fail(claims[0].lease.lease_id, "no", next_claim={})
+        assert failed.will_retry is False and [c.job.id for c in failed.claims] == [jobs[2]["id"]]
+        claims = await client.release(failed.claims[0].lease.lease_id, next_claim={})
+        assert [c.job.id for c in claims] in ([jobs[2]["id"]], [jobs[3]["id"]])
+        assert await client.complete(claims[0].lease.lease_id) == []
+
+
+async def test_the_agent_claims_its_next_job_with_its_report(
+        api: Api, tmp_path: Path) -> None:
+    """Four jobs through one agent slot: the first comes from a claim, the others with the
+    report of the job before."""
+    regtoken = await api.registration_token()
+    server = str(api.client.make_url("")).rstrip("/")
+    jobs = [await api.submit(command="true", queue="nx11") for _ in range(4)]
+    scheduler: Any = api.app[SERVICES].scheduler
+    original = scheduler.complete_claim
+    chained: list[str] = []
+
+    async def counted(*args: Any, **kw: Any) -> Any:
+        done, batch = await original(*args, **kw)
+        chained.extend(claim.job.id for claim in batch.claims)
+        return done, batch
+
+    scheduler.complete_claim = counted
+    agent = Agent(AgentConfig(server=server, token=regtoken, queues=["nx11"],
+                              state_dir=tmp_path / "agent"))
+    running = asyncio.create_task(agent.run())
+    try:
+        for _ in range(200):
+            states = [(await api.job(j["id"]))["status"] for j in jobs]
+            if all(s == "success" for s in states):
+                break
+            await asyncio.sleep(0.05)
+        assert all(s == "success" for s in states), states
+    finally:
+        agent.stopping.set()
+        await asyncio.wait_for(running, 20)
+    assert chained == [j["id"] for j in jobs[1:]]
