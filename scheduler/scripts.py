@@ -144,6 +144,25 @@ class Scripts:
                 promote_batch, default_ttl_ms, *tokens]
         return await self._call("claim", keys, args)
 
+    def heartbeat_call(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str,
+        lease_ttl_ms: int | None, progress: int | None, message: str | None, now_ms: int | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and args of ``heartbeat`` (for ``many``)."""
+        args = [_now(now_ms), job_id, lease_id, worker_id, _opt(lease_ttl_ms), _opt(progress),
+                "0" if message is None else "1", message or ""]
+        return [q.meta, q.leases], args
+
+    def fail_call(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, error: str,
+        retryable: bool, now_ms: int | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and args of ``fail`` (for ``many``)."""
+        keys = [q.meta, q.leases, q.delayed, q.labelsets, q.done, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, error,
+                "1" if retryable else "0", repr(random.random())]
+        return keys, args
+
     async def heartbeat(
         self,
         q: QueueKeys,

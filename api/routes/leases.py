@@ -37,7 +37,7 @@ from leasehold.api.wire import (
     OkReplayedNext,
     Release,
 )
-from leasehold.scheduler import errors
+from leasehold.scheduler import errors, many
 from leasehold.scheduler.core import ClaimBatch
 from leasehold.scheduler.keys import job_of_lease, queue_of_job
 from leasehold.scheduler.models import Claim
@@ -288,12 +288,16 @@ async def batch_heartbeat(request: web.Request) -> web.Response:
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.leases}
+    # One heartbeat script per lease, all in one round trip.
+    outcomes = await many.heartbeat_many(scheduler, [
+        (lease_id, item.lease_ttl_secs, item.progress, item.message)
+        for lease_id, item in items.items()], owner)
 
     async def act(lease_id: str) -> LeaseResult:
-        item = items[lease_id]
         with lifecycle.lease_call("lease_heartbeat", lease_id, owner, quiet=True):
-            beat = await scheduler.heartbeat(lease_id, owner, item.lease_ttl_secs,
-                                             item.progress, item.message)
+            beat = outcomes[lease_id]
+            if isinstance(beat, errors.SchedulerError):
+                raise beat
         return LeaseResult(lease_id=lease_id, ok=True, expires_at_ms=beat.lease.expires_at_ms,
                            cancelled=beat.cancelled)
 
@@ -346,11 +350,15 @@ async def batch_fail(request: web.Request) -> web.Response:
     request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.failures}
     nxt = await _next_for(request, body.next, list(items))
+    # One fail script per lease, all in one round trip.
+    outcomes = await many.fail_many(scheduler, [
+        (lease_id, item.error, item.retryable) for lease_id, item in items.items()], owner)
 
     async def act(lease_id: str) -> LeaseResult:
-        item = items[lease_id]
         with lifecycle.lease_call("job_failed", lease_id, owner) as event:
-            outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
+            outcome = outcomes[lease_id]
+            if isinstance(outcome, errors.SchedulerError):
+                raise outcome
             event["will_retry"] = outcome.will_retry
             if not outcome.replayed:
                 lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
