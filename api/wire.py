@@ -90,7 +90,20 @@ class HeartbeatReply(BaseModel):
     cancelled: bool
 
 
-class Complete(Strict):
+class NextClaim(Strict):
+    """A claim made for the same worker after a lease call finishes its job (one request per
+    job); ``queues`` defaults to the finished job's queue, ``labels`` to the worker's own."""
+
+    worker_id: str | None = Field(default=None, max_length=128,
+                                  description="an admin names the worker it claims for")
+    labels: list[Label] = Field(default_factory=list, max_length=64)
+    queues: list[QueueName] | None = Field(default=None, min_length=1, max_length=16)
+    lease_ttl_secs: Ttl | None = None
+    max_jobs: int | None = Field(default=None, ge=1, le=100)
+    wait_secs: float = Field(default=0, ge=0, le=30)
+
+
+class CompleteFields(Strict):
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     outputs: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
                                description="a JSON object, stored and served byte for byte")
@@ -99,9 +112,35 @@ class Complete(Strict):
         description="the value this completion vouches for (jobs with a verification quorum)")
 
 
-class Fail(Strict):
+class Complete(CompleteFields):
+    next: NextClaim | None = None
+
+
+class FailFields(Strict):
     error: str = Field(max_length=65536)
     retryable: bool = False
+
+
+class Fail(FailFields):
+    next: NextClaim | None = None
+
+
+class Release(Strict):
+    next: NextClaim | None = None
+
+
+class WithNext(BaseModel):
+    """What a lease call with ``next`` adds: the next claim, as the claim route answers it."""
+
+    next: Claim | ClaimBatchReply | None
+
+
+class OkNext(Ok, WithNext):
+    pass
+
+
+class OkReplayedNext(OkReplayed, WithNext):
+    pass
 
 
 class FailReply(BaseModel):
@@ -123,21 +162,31 @@ class BatchHeartbeat(Strict):
     leases: list[BatchHeartbeatItem] = Field(min_length=1, max_length=1000)
 
 
-class BatchCompleteItem(Complete):
+class FailNext(FailReply, WithNext):
+    pass
+
+
+class FailReplayedNext(FailReplayed, WithNext):
+    pass
+
+
+class BatchCompleteItem(CompleteFields):
     lease_id: LeaseId
 
 
 class BatchComplete(Strict):
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
     completions: list[BatchCompleteItem] = Field(min_length=1, max_length=1000)
+    next: NextClaim | None = None
 
 
-class BatchFailItem(Fail):
+class BatchFailItem(FailFields):
     lease_id: LeaseId
 
 
 class BatchFail(Strict):
     failures: list[BatchFailItem] = Field(min_length=1, max_length=1000)
+    next: NextClaim | None = None
 
 
 class LeaseResult(BaseModel):
@@ -154,6 +203,10 @@ class LeaseResult(BaseModel):
 
 class LeaseResults(BaseModel):
     results: list[LeaseResult]
+
+
+class LeaseResultsNext(LeaseResults):
+    claims: list[Claim]
 
 
 class Register(Strict):

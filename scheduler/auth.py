@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -13,6 +13,9 @@ from redis.asyncio import Redis
 from leasehold.scheduler import codec, errors
 from leasehold.scheduler.keys import Keyspace, new_token, queue_of_job
 from leasehold.scheduler.scripts import Scripts
+
+if TYPE_CHECKING:
+    from leasehold.scheduler.authcache import AuthCache
 
 ROLES = ("admin", "submitter", "viewer", "worker", "metrics")
 API_ROLES = ("admin", "submitter", "viewer", "metrics")
@@ -23,6 +26,11 @@ STREAM_TICKET_TTL_SECS = 60.0
 def digest(token: str) -> str:
     """What Redis stores instead of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def auth_channel(namespace: str) -> str:
+    """The channel that tells every API process to forget a changed token or worker."""
+    return f"{{{namespace}}}:auth"
 
 
 def new_secret(prefix: str) -> str:
@@ -45,6 +53,9 @@ class Principal:
     registered_at_ms: int = 0
     # The queues the token (or the registration token of the worker) is limited to; None: all.
     queues: frozenset[str] | None = None
+    # The auth cache's generation when this principal was known valid (-1: no cache); a claim
+    # compares it after claiming to learn whether the worker changed meanwhile.
+    generation: int = -1
 
     def may(self, queue: str) -> bool:
         """Whether this caller may submit, read, claim or stream in ``queue``."""
@@ -78,8 +89,10 @@ class TokenStore:
     """Checks presented tokens and issues API and registration tokens (stored hashed only)."""
 
     def __init__(self, redis: Redis, scripts: Scripts, keys: Keyspace,
-                 admin_tokens: list[str], metrics_tokens: list[str] | None = None) -> None:
+                 admin_tokens: list[str], metrics_tokens: list[str] | None = None,
+                 cache: AuthCache | None = None) -> None:
         self.redis = redis
+        self.cache = cache
         self.scripts = scripts
         self.keys = keys
         self._admin_digests = {digest(token) for token in admin_tokens if token}
@@ -92,15 +105,24 @@ class TokenStore:
             return Principal(kind="admin", role="admin", name="admin token")
         if token_digest in self._metrics_digests:
             return Principal(kind="metrics", role="metrics", name="metrics token")
+        cache = self.cache
+        generation = -1 if cache is None else cache.generation
+        if cache is not None:
+            known = cache.get(token_digest)
+            if known is not None:
+                return replace(known, generation=generation)
         reply = await self.scripts.authenticate(self.keys, token_digest)
         if reply[0] != "OK":
             return None
         _, kind, role, token_id, name, worker_id, drain, labels, registered, queues = reply
-        return Principal(kind=kind, role=role, id=token_id, name=name, worker_id=worker_id,
-                         drain=bool(int(drain)),
-                         labels=frozenset(orjson.loads(labels)) if labels else frozenset(),
-                         registered_at_ms=int(registered) if registered else 0,
-                         queues=_queues(queues))
+        found = Principal(kind=kind, role=role, id=token_id, name=name, worker_id=worker_id,
+                          drain=bool(int(drain)),
+                          labels=frozenset(orjson.loads(labels)) if labels else frozenset(),
+                          registered_at_ms=int(registered) if registered else 0,
+                          queues=_queues(queues), generation=generation)
+        if cache is not None:
+            cache.put(token_digest, found, generation)
+        return found
 
     async def create_api_token(self, role: str, name: str,
                                queues: list[str] | None = None) -> tuple[str, str]:
@@ -126,6 +148,16 @@ class TokenStore:
             pipe.delete(self.keys.token(token_digest))
             pipe.hdel(self.keys.api_tokens, token_id)
             await pipe.execute()
+        await self.announce(f"token {token_digest}")
+
+    async def announce(self, change: str) -> None:
+        """Every API process forgets what it remembered of a token or worker (``token
+        <digest>``, ``worker <id>`` or ``all``) at once, so a change takes effect everywhere;
+        a process with no cache of its own (the CLI) still tells the others."""
+        if self.cache is not None:
+            await self.cache.announce(change)
+        else:
+            await self.redis.publish(auth_channel(self.keys.namespace), change)
 
     async def create_stream_ticket(self, who: Principal, path: str,
                                    ttl_secs: float = STREAM_TICKET_TTL_SECS) -> tuple[str, int]:

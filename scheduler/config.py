@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(default=None, validation_alias=_env("ADMIN_TOKEN"))
     metrics_token: str | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
     auth: bool = Field(default=True, validation_alias=_env("AUTH"))
+    auth_cache_secs: float = Field(default=5.0, ge=0, le=60,
+                                   validation_alias=_env("AUTH_CACHE_SECS"))
     allow_insecure: bool = Field(default=False, validation_alias=_env("ALLOW_INSECURE"))
     reap_interval_secs: float = Field(
         default=1.0, gt=0, le=3600,

@@ -226,14 +226,7 @@ class Scheduler(SchedulerReads):
         reply = await self.scripts.heartbeat(q, job_id, lease_id, worker_id, ttl_ms, progress,
                                              message, now_ms)
         raise_for(reply, lease_id=lease_id)
-        _, expires, ttl, granted, attempt, cancelled, owner, name, workflow_id = reply
-        return Heartbeat(
-            lease=Lease(lease_id=lease_id, job_id=name or job_id, workflow_id=workflow_id or None,
-                        worker_id=owner or "",
-                        ttl_secs=codec.secs(int(ttl)), granted_at_ms=int(granted),
-                        expires_at_ms=int(expires), attempt=int(attempt)),
-            cancelled=bool(int(cancelled)),
-        )
+        return heartbeat_of(reply, lease_id, job_id)
 
     async def complete(
         self,
@@ -252,6 +245,31 @@ class Scheduler(SchedulerReads):
                                             verification or "")
         raise_for(reply, lease_id=lease_id)
         return _finished(reply)
+
+    async def complete_claim(
+        self, lease_id: str, worker_id: str, outputs: Mapping[str, Any] | RawJson | None,
+        verification: str | None, claimer: str, labels: list[str],
+        lease_ttl_secs: float | None = None, max_jobs: int = 1, now_ms: int | None = None,
+    ) -> tuple[Finished, ClaimBatch]:
+        """``complete``, then a claim for ``claimer`` in the lease's own queue: one script, one
+        round trip. Nothing is claimed when the lease cannot complete (its error is raised)."""
+        if not 1 <= max_jobs <= MAX_CLAIM:
+            raise errors.InvalidArgument(f"max_jobs must be 1..{MAX_CLAIM}")
+        job_id, q = self.lease_target(lease_id)
+        started = time.perf_counter()
+        reply = await self.scripts.complete_claim(
+            q, job_id, lease_id, worker_id, codec.dumps(outputs or {}), now_ms,
+            verification or "", claimer, codec.dumps(sorted(set(labels))),
+            codec.ms(lease_ttl_secs) if lease_ttl_secs is not None else None,
+            [new_token() for _ in range(max_jobs)], self.settings.reap_batch,
+            codec.ms(self.settings.default_lease_ttl_secs))
+        if not isinstance(reply[0], list):  # {status}: the lease could not complete
+            raise_for(reply, lease_id=lease_id)
+        batch = ClaimBatch()
+        self._read_claim(reply[1], batch)
+        if self.claim_observer is not None:
+            self.claim_observer(time.perf_counter() - started, batch)
+        return _finished(reply[0]), batch
 
     async def complete_many(
         self,
@@ -296,14 +314,7 @@ class Scheduler(SchedulerReads):
         job_id, q = self.lease_target(lease_id)
         reply = await self.scripts.fail(q, job_id, lease_id, worker_id, error, retryable, now_ms)
         raise_for(reply, lease_id=lease_id)
-        replayed = reply[0] == "REPLAYED"
-        if replayed:
-            reply = [*reply[1:], 0]  # {kind, due}: the run time was observed the first time
-        run_ms = int(reply[2] or 0)
-        if reply[0] == "RETRY":
-            return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=run_ms,
-                               replayed=replayed)
-        return FailOutcome(will_retry=False, run_ms=run_ms, replayed=replayed)
+        return fail_outcome(reply)
 
     async def release(self, lease_id: str, worker_id: str = "", now_ms: int | None = None
                       ) -> bool:
@@ -342,6 +353,30 @@ class Scheduler(SchedulerReads):
             await self.redis.hset(q.meta, items=[x for kv in fields.items() for x in kv])
             await self.redis.publish(q.prefix + "ready", WAKE_ALL)  # limits may now allow claims
         return await self.queue_stats(queue)
+
+
+def heartbeat_of(reply: Reply, lease_id: str, job_id: str) -> Heartbeat:
+    """The heartbeat script's OK reply."""
+    _, expires, ttl, granted, attempt, cancelled, owner, name, workflow_id = reply
+    return Heartbeat(
+        lease=Lease(lease_id=lease_id, job_id=name or job_id, workflow_id=workflow_id or None,
+                    worker_id=owner or "",
+                    ttl_secs=codec.secs(int(ttl)), granted_at_ms=int(granted),
+                    expires_at_ms=int(expires), attempt=int(attempt)),
+        cancelled=bool(int(cancelled)),
+    )
+
+
+def fail_outcome(reply: Reply) -> FailOutcome:
+    """The fail script's reply that is not an error."""
+    replayed = reply[0] == "REPLAYED"
+    if replayed:
+        reply = [*reply[1:], 0]  # {kind, due}: the run time was observed the first time
+    run_ms = int(reply[2] or 0)
+    if reply[0] == "RETRY":
+        return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=run_ms,
+                           replayed=replayed)
+    return FailOutcome(will_retry=False, run_ms=run_ms, replayed=replayed)
 
 
 def _finished(reply: Reply) -> Finished:

@@ -144,6 +144,25 @@ class Scripts:
                 promote_batch, default_ttl_ms, *tokens]
         return await self._call("claim", keys, args)
 
+    def heartbeat_call(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str,
+        lease_ttl_ms: int | None, progress: int | None, message: str | None, now_ms: int | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and args of ``heartbeat`` (for ``many``)."""
+        args = [_now(now_ms), job_id, lease_id, worker_id, _opt(lease_ttl_ms), _opt(progress),
+                "0" if message is None else "1", message or ""]
+        return [q.meta, q.leases], args
+
+    def fail_call(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, error: str,
+        retryable: bool, now_ms: int | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and args of ``fail`` (for ``many``)."""
+        keys = [q.meta, q.leases, q.delayed, q.labelsets, q.done, q.stats, q.events]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, error,
+                "1" if retryable else "0", repr(random.random())]
+        return keys, args
+
     async def heartbeat(
         self,
         q: QueueKeys,
@@ -213,6 +232,18 @@ class Scripts:
         args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json,
                 verification]
         return await self._call("complete", keys, args)
+
+    async def complete_claim(
+        self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, outputs_json: str,
+        now_ms: int | None, verification: str, claimer: str, labels_json: str,
+        lease_ttl_ms: int | None, tokens: list[str], promote_batch: int, default_ttl_ms: int,
+    ) -> Reply:
+        """``complete`` then ``claim`` in the same queue for ``claimer``, in one round trip."""
+        keys = [q.meta, q.leases, q.done, q.stats, q.events, q.labelsets, q.delayed, q.rate]
+        args = [_now(now_ms), self.events_maxlen, job_id, lease_id, worker_id, outputs_json,
+                verification, claimer, labels_json, _opt(lease_ttl_ms), promote_batch,
+                default_ttl_ms, *tokens]
+        return await self._call("complete_claim", keys, args)
 
     async def fail(
         self, q: QueueKeys, job_id: str, lease_id: str, worker_id: str, error: str,

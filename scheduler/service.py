@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from leasehold.scheduler.auth import TokenStore
+from leasehold.scheduler.authcache import AuthCache
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.connection import connect, connect_settings
 from leasehold.scheduler.core import Scheduler
@@ -39,6 +40,8 @@ class Services:
     async def close(self) -> None:
         await self.workers.close()  # the signs of life not yet written
         await self.waiters.stop()
+        if self.tokens.cache is not None:
+            await self.tokens.cache.stop()
         await self.hub.close()
         await self.redis.aclose()
 
@@ -60,8 +63,10 @@ async def open_services(settings: Settings) -> Services:
     await scheduler.start()
     await warn_about_eviction(redis)
     await warn_about_persistence(redis)
+    auth_cache = AuthCache(redis, scheduler.keys.namespace, settings.auth_cache_secs)
+    await auth_cache.start()
     tokens = TokenStore(redis, scheduler.scripts, scheduler.keys, _split(settings.admin_token),
-                        _split(settings.metrics_token))
+                        _split(settings.metrics_token), auth_cache)
     waiters = ReadyWaiters(scheduler)
     await waiters.start()
     url = settings.redis_url or ""
@@ -69,8 +74,8 @@ async def open_services(settings: Settings) -> Services:
     hub = StreamHub(redis, lambda: connect(url, settings.redis_cluster, max_connections=1),
                     poll=settings.redis_cluster or url == FAKE_URL)
     workflows = Workflows(scheduler)
-    services = Services(redis, scheduler, WorkerRegistry(scheduler), tokens, waiters, hub,
-                        LogStore(scheduler, hub), workflows)
+    services = Services(redis, scheduler, WorkerRegistry(scheduler, tokens), tokens, waiters,
+                        hub, LogStore(scheduler, hub), workflows)
     if settings.workflows_dir:
         try:
             await workflows.load_dir(Path(settings.workflows_dir))

@@ -15,7 +15,7 @@ from pydantic import JsonValue
 from redis.asyncio import Redis
 
 from leasehold.scheduler import codec, errors
-from leasehold.scheduler.auth import digest, new_secret
+from leasehold.scheduler.auth import TokenStore, auth_channel, digest, new_secret
 from leasehold.scheduler.config import Settings
 from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.keys import new_token
@@ -43,8 +43,10 @@ class Claimant:
 class WorkerRegistry:
     """Worker records live under the namespace's hash tag; tokens are stored as SHA-256 only."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, tokens: TokenStore | None = None) -> None:
         self.scheduler = scheduler
+        # Tells every API process to forget a changed worker's cached token at once.
+        self.tokens = tokens
         self.redis: Redis = scheduler.redis
         self.keys = scheduler.keys
         self.scripts = scheduler.scripts
@@ -85,6 +87,7 @@ class WorkerRegistry:
             name or worker_id, codec.dumps(sorted(set(labels))), version or "",
             codec.dumps(metadata or {}), self.offline_ms, digest(token), replace_live=replace_live)
         raise_for(reply, worker_id=worker_id)
+        await self._changed(worker_id)  # a replaced registration's token fails everywhere
         if int(reply[2]):
             # The id belonged to an offline worker: what it still held goes back to its queue
             # (without using an attempt) before the new owner learns its token.
@@ -101,6 +104,7 @@ class WorkerRegistry:
         if reply[0] == "NOT_FOUND":
             raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
         raise_for(reply, worker_id=worker_id)
+        await self._changed(worker_id)
         return await self.get(worker_id)
 
     async def claimant(self, worker_id: str) -> Claimant:
@@ -113,15 +117,22 @@ class WorkerRegistry:
         return Claimant(worker_id, frozenset(orjson.loads(labels or "[]")), drain == "1",
                         int(registered))
 
-    async def keep_claims(self, who: Claimant, claims: list[Claim]) -> list[Claim]:
+    async def keep_claims(self, who: Claimant, claims: list[Claim], generation: int = -1
+                          ) -> list[Claim]:
         """The claims, or none when the worker was drained, revoked or replaced while claiming.
 
         Checked after the claim script: a revoke that deleted the record before this read
         finds no lease to release, so the claim releases what it got itself; one that deleted
         it after this read runs its lease sweep after the claim, and releases them there. A
         drain written before this read is seen here, so no job reaches a draining worker.
+        ``generation``: the auth cache's generation when ``who`` was known valid; when no
+        worker changed in any process since (drain, revoke and re-registration are announced
+        before and after they write), the claims are kept without reading the record.
         """
         if not claims:
+            return claims
+        cache = self.tokens.cache if self.tokens is not None else None
+        if generation >= 0 and cache is not None and cache.unchanged_since(generation):
             return claims
         registered, drain = cast(list[str | None], await self.redis.hmget(
             self.keys.worker(who.worker_id), ["registered_at_ms", "drain"]))
@@ -234,8 +245,10 @@ class WorkerRegistry:
         status = WorkerStatus.DRAINING if drain else WorkerStatus.ONLINE
         if worker.status == WorkerStatus.OFFLINE:
             status = WorkerStatus.OFFLINE
+        await self._changed(worker_id)  # claims under way read the record after this
         await self.redis.hset(self.keys.worker(worker_id),
                               items=["drain", "1" if drain else "0", "status", status.value])
+        await self._changed(worker_id)
         return await self.get(worker_id)
 
     async def revoke(self, worker_id: str) -> int:
@@ -247,12 +260,24 @@ class WorkerRegistry:
         record = cast(dict[str, str], await self.redis.hgetall(key))
         if not record:
             raise errors.WorkerNotFound("no such worker", worker_id=worker_id)
+        await self._changed(worker_id)  # claims under way read the record after this
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.token(record.get("token_digest", "")), key)
             pipe.zrem(self.keys.workers, worker_id)
             pipe.hdel(self.keys.worker_names, record.get("name", ""))
             await pipe.execute()
+        await self._changed(worker_id)
         return await self._release_leases_of(worker_id)
+
+    async def _changed(self, worker_id: str) -> None:
+        await self._announce(f"worker {worker_id}")
+
+    async def _announce(self, change: str) -> None:
+        """Every API process forgets its cached tokens of the change at once."""
+        if self.tokens is not None:
+            await self.tokens.announce(change)
+        else:
+            await self.redis.publish(auth_channel(self.keys.namespace), change)
 
     async def _release_leases_of(self, worker_id: str, granted_before_ms: int | None = None
                                  ) -> int:
@@ -289,6 +314,7 @@ class WorkerRegistry:
             offset = int(reply[3])
         if removed:
             log.info("workers_removed", count=removed)
+            await self._announce("all")
         return marked
 
 

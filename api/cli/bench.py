@@ -2,7 +2,8 @@
 
 Every phase uses a queue of its own (named after the run), so no phase sees another's jobs.
 Without ``--server`` the bench owns everything: an embedded redis-server (as ``make run`` starts
-it: unix socket, AOF every second) and ``--api-processes`` ``leasehold serve --no-auth`` children.
+it: unix socket, AOF every second) and ``--api-processes`` ``leasehold serve`` children, with auth
+on (as users run it; ``--no-auth`` to compare) and simulated workers holding worker tokens.
 """
 
 from __future__ import annotations
@@ -49,16 +50,20 @@ class BenchConfig:
     latency_samples: int = 200
     queue: str = "bench"
     json_out: Path | None = None
+    auth: bool = True  # without --server: the API processes check tokens
 
 
 class Bench:
     def __init__(self, config: BenchConfig, http: aiohttp.ClientSession, bases: list[str],
-                 probe: RedisProbe | None = None) -> None:
+                 probe: RedisProbe | None = None, api_pids: list[int] | None = None) -> None:
         self.config = config
         self.http = http
         self.bases = bases
         self.probe = probe
+        self.api_pids = api_pids or []
+        self.requests = 0  # HTTP requests sent so far (API CPU per request)
         self._registered: set[str] = set()
+        self._worker_headers: dict[str, dict[str, str]] = {}  # worker id -> its token's headers
         self.prefix = f"{config.queue}-{secrets.token_hex(3)}"
         self.headers = {"Content-Type": "application/json"}
         if config.token:
@@ -67,9 +72,12 @@ class Bench:
     def queue(self, phase: str) -> str:
         return f"{self.prefix}-{phase}"
 
-    async def post(self, path: str, body: bytes, worker: int = 0) -> Any:
+    async def post(self, path: str, body: bytes, worker: int = 0, as_worker: str = "") -> Any:
+        """``as_worker``: with that worker's own token (when it has one), as a fleet calls."""
         url = self.bases[worker % len(self.bases)] + path
-        async with self.http.post(url, data=body, headers=self.headers) as resp:
+        headers = self._worker_headers.get(as_worker, self.headers)
+        self.requests += 1
+        async with self.http.post(url, data=body, headers=headers) as resp:
             raw = await resp.read()
             if resp.status >= 400:
                 raise RuntimeError(f"{path}: {resp.status} {raw.decode(errors='replace')}")
@@ -83,6 +91,10 @@ class Bench:
             async with self.http.post(url, data=body, headers=self.headers) as resp:
                 if resp.status not in (201, 409):  # 409: still registered from an earlier run
                     raise RuntimeError(f"register: {resp.status} {await resp.text()}")
+                if resp.status == 201 and self.config.token:
+                    token = (await resp.json())["worker_token"]
+                    self._worker_headers[worker_id] = {
+                        "Content-Type": "application/json", "Authorization": f"Bearer {token}"}
             self._registered.add(worker_id)
         return worker_id
 
@@ -90,12 +102,18 @@ class Bench:
         return await self.probe.usage() if self.probe else None
 
     async def measured(self, phase: Awaitable[Result]) -> Result:
-        """Runs ``phase`` and adds Redis CPU per job when the bench can read Redis."""
-        before = await self.usage()
+        """Runs ``phase`` and adds Redis CPU per job when the bench can read Redis, and the API
+        processes' CPU per job and per request when it started them."""
+        before, cpu_before, sent_before = await self.usage(), api_cpu_secs(self.api_pids), \
+            self.requests
         result = await phase
-        after = await self.usage()
+        after, cpu_after = await self.usage(), api_cpu_secs(self.api_pids)
         if before and after:
             result.redis_cpu_us_per_job = after.cpu_us_per(before, result.jobs)
+        if self.api_pids and result.jobs:
+            spent_us = (cpu_after - cpu_before) * 1e6
+            result.api_cpu_us_per_job = spent_us / result.jobs
+            result.api_cpu_us_per_request = spent_us / max(1, self.requests - sent_before)
         return result
 
     # -- producers -----------------------------------------------------------------------------
@@ -155,18 +173,18 @@ class Bench:
         done = [0]
 
         async def worker(w: int) -> None:
-            claim_body = orjson.dumps({"worker_id": await self.worker(f"bench-{w}", w),
-                                       "queues": [queue]})
+            me = await self.worker(f"bench-{w}", w)
+            claim_body = orjson.dumps({"worker_id": me, "queues": [queue]})
             while True:
                 started = time.perf_counter()
-                claim = await self.post("/api/jobs/claim", claim_body, w)
+                claim = await self.post("/api/jobs/claim", claim_body, w, me)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if claim is None:
                     return
                 lease = claim["lease"]["lease_id"]
                 if heartbeat:
-                    await self.post(f"/api/jobs/{lease}/heartbeat", b"{}", w)
-                await self.post(f"/api/jobs/{lease}/complete", b"{}", w)
+                    await self.post(f"/api/jobs/{lease}/heartbeat", b"{}", w, me)
+                await self.post(f"/api/jobs/{lease}/complete", b"{}", w, me)
                 done[0] += 1
                 progress.add()
 
@@ -175,6 +193,30 @@ class Bench:
         return Result(f"{label}, one job per request", mode, done[0], seconds, workers,
                       latencies, "claim")
 
+    async def burn_next(self, queue: str, n: int, workers: int) -> Result:
+        """One request per job: each complete carries ``next`` and returns the next lease."""
+        progress = Progress(f"complete+next x{workers}", n)
+        latencies: list[float] = []
+        done = [0]
+
+        async def worker(w: int) -> None:
+            me = await self.worker(f"bench-{w}", w)
+            claim = await self.post("/api/jobs/claim",
+                                    orjson.dumps({"worker_id": me, "queues": [queue]}), w, me)
+            body = orjson.dumps({"next": {"worker_id": me}})
+            while claim is not None:
+                started = time.perf_counter()
+                reply = await self.post(f"/api/jobs/{claim['lease']['lease_id']}/complete",
+                                        body, w, me)
+                latencies.append((time.perf_counter() - started) * 1000)
+                done[0] += 1
+                progress.add()
+                claim = reply["next"]
+
+        seconds = await self._workers(worker, workers)
+        return Result("complete with next claim, one request per job", "next", done[0],
+                      seconds, workers, latencies, "complete+claim")
+
     async def burn_batch(self, queue: str, n: int, workers: int) -> Result:
         """Claims up to ``batch`` jobs per request and completes them in one request."""
         progress = Progress(f"batch claim→complete x{workers}", n)
@@ -182,16 +224,17 @@ class Bench:
         done = [0]
 
         async def worker(w: int) -> None:
-            claim_body = orjson.dumps({"worker_id": await self.worker(f"bench-{w}", w),
-                                       "queues": [queue], "max_jobs": self.config.batch})
+            me = await self.worker(f"bench-{w}", w)
+            claim_body = orjson.dumps({"worker_id": me, "queues": [queue],
+                                       "max_jobs": self.config.batch})
             while True:
                 started = time.perf_counter()
-                claims = (await self.post("/api/jobs/claim", claim_body, w))["claims"]
+                claims = (await self.post("/api/jobs/claim", claim_body, w, me))["claims"]
                 latencies.append((time.perf_counter() - started) * 1000)
                 if not claims:
                     return
                 await self.post("/api/leases/complete", orjson.dumps({"completions": [
-                    {"lease_id": c["lease"]["lease_id"]} for c in claims]}), w)
+                    {"lease_id": c["lease"]["lease_id"]} for c in claims]}), w, me)
                 done[0] += len(claims)
                 progress.add(len(claims))
 
@@ -245,6 +288,8 @@ class Bench:
         results = [await self.measured(self.submit_single(small)),
                    await self.submit_bulk(self.queue("single"), n),
                    await self.measured(self.burn_single(self.queue("single"), n, c))]
+        await self.fill(self.queue("next"), n)
+        results.append(await self.measured(self.burn_next(self.queue("next"), n, c)))
         await self.fill(self.queue("heartbeat"), small)
         results.append(await self.measured(self.burn_single(self.queue("heartbeat"), small, c,
                                                             heartbeat=True)))
@@ -288,31 +333,51 @@ def _free_port() -> int:
         return port
 
 
+# base URL -> pid of the API processes ``serve`` started (their CPU is part of the report)
+SERVED_PIDS: dict[str, int] = {}
+
+
+def api_cpu_secs(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` used so far (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 @contextlib.contextmanager
-def serve(redis_url: str | None, processes: int = 1, data_dir: str | None = None
-          ) -> Iterator[list[str]]:
-    """``processes`` ``leasehold serve --no-auth`` children on free ports sharing ``redis_url``
-    (None: one child with an embedded Redis of its own in ``data_dir``)."""
+def serve(redis_url: str | None, processes: int = 1, data_dir: str | None = None,
+          admin_token: str | None = None) -> Iterator[list[str]]:
+    """``processes`` ``leasehold serve`` children on free ports sharing ``redis_url`` (None: one
+    child with an embedded Redis of its own in ``data_dir``); auth on with ``admin_token``,
+    else ``--no-auth``."""
     env = {**os.environ, "LEASEHOLD_LOG_LEVEL": "warning"}
     env.pop("LEASEHOLD_REDIS_URL", None)
     if redis_url is not None:
         env["LEASEHOLD_REDIS_URL"] = redis_url
+    if admin_token is not None:
+        env["LEASEHOLD_ADMIN_TOKEN"] = admin_token
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         for _ in range(processes):
             port = _free_port()
-            args = [sys.executable, "-m", "leasehold.api.cli", "serve", "--no-auth", "--port",
-                    str(port)]
+            args = [sys.executable, "-m", "leasehold.api.cli", "serve", "--port", str(port)]
+            if admin_token is None:
+                args.append("--no-auth")
             if data_dir is not None:
                 args += ["--data-dir", data_dir]
             proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             children.append((f"http://127.0.0.1:{port}", proc))
+            SERVED_PIDS[children[-1][0]] = proc.pid
         for base, proc in children:
             _wait_healthy(base, proc)
         yield [base for base, _ in children]
     finally:
-        for _, proc in children:
+        for base, proc in children:
+            SERVED_PIDS.pop(base, None)
             proc.terminate()
         for _, proc in children:
             try:
@@ -323,7 +388,8 @@ def serve(redis_url: str | None, processes: int = 1, data_dir: str | None = None
 
 
 @contextlib.contextmanager
-def local_server(processes: int = 1) -> Iterator[tuple[list[str], str | None]]:
+def local_server(processes: int = 1, admin_token: str | None = None
+                 ) -> Iterator[tuple[list[str], str | None]]:
     """An embedded redis-server (as ``make run`` starts it) and ``processes`` API children;
     yields their URLs and the Redis URL (None when only the in-process fake Redis exists)."""
     data = tempfile.mkdtemp(prefix="leasehold-bench-")
@@ -331,10 +397,10 @@ def local_server(processes: int = 1) -> Iterator[tuple[list[str], str | None]]:
     try:
         url = embedded.start()
         if url == FAKE_URL:  # no redis-server binary: each child would get its own fake
-            with serve(None, 1, data) as bases:
+            with serve(None, 1, data, admin_token) as bases:
                 yield bases, None
         else:
-            with serve(url, processes) as bases:
+            with serve(url, processes, admin_token=admin_token) as bases:
                 yield bases, url
     finally:
         embedded.stop()
@@ -351,7 +417,8 @@ async def run(config: BenchConfig, bases: list[str], redis_url: str | None,
         about = machine(version)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
-            bench = Bench(config, http, bases, probe)
+            pids = [SERVED_PIDS[base] for base in bases if base in SERVED_PIDS]
+            bench = Bench(config, http, bases, probe, pids)
             if plan is not None:
                 return await plan(bench), about
             results = await bench.standard()
@@ -381,6 +448,7 @@ def report(config: BenchConfig, results: list[Result], about: dict[str, Any],
     return {"machine": about,
             "config": {"jobs": config.jobs, "workers": config.workers, "batch": config.batch,
                        "batch_workers": config.batch_workers, "api_processes": processes,
+                       "auth": bool(config.token),
                        "server": config.server or "private (embedded redis-server, AOF)"},
             "results": [r.row() for r in results]}
 
@@ -390,7 +458,10 @@ def main(config: BenchConfig) -> int:
         bases = [s.strip().rstrip("/") for s in config.server.split(",") if s.strip()]
         results, about = run_sync(config, bases, config.redis_url)
     else:
-        with local_server(config.api_processes) as (bases, redis_url):
+        if config.auth and not config.token:
+            config.token = "lha_bench-" + secrets.token_urlsafe(24)
+        admin = config.token if config.auth else None
+        with local_server(config.api_processes, admin) as (bases, redis_url):
             results, about = run_sync(config, bases, redis_url)
     to_stdout = config.json_out == Path("-")
     out = sys.stderr if to_stdout else sys.stdout  # --json -: the JSON alone on stdout

@@ -192,7 +192,7 @@ def _bench(args: argparse.Namespace) -> int:
         redis_url=args.redis_url, jobs=args.jobs, workers=args.workers, batch=args.batch,
         batch_workers=args.batch_workers, api_processes=args.api_processes,
         concurrency=args.concurrency or [], latency_samples=args.latency_samples,
-        json_out=Path(args.json) if args.json else None))
+        json_out=Path(args.json) if args.json else None, auth=not args.no_auth))
 
 
 _DESCRIPTION = """Leasehold: a Redis-backed, lease-based job scheduler service.
@@ -304,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--server", help="a running server, or several API processes of one "
                        "Redis comma-separated (default: start a private one)")
     bench.add_argument("--token", help="admin token for --server (LEASEHOLD_TOKEN)")
+    bench.add_argument("--no-auth", action="store_true",
+                       help="without --server: run the API processes with auth off (default: "
+                       "on, workers with their own tokens, as users run it)")
     bench.add_argument("--jobs", type=int, default=10_000, help="jobs per burn-down")
     bench.add_argument("--workers", type=int, default=64, help="concurrent simulated workers")
     bench.add_argument("--batch", type=int, default=50, help="max_jobs of the batch mode")

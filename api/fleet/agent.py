@@ -231,14 +231,29 @@ class Agent:
             log.info("job_abandoned", job_id=job.id, cancelled=slot.cancelled, lost=slot.lost)
             return
         if code == 0:
-            await self.client.complete(slot.lease_id, read_outputs(outputs_path))
+            claims = await self.client.complete(slot.lease_id, read_outputs(outputs_path),
+                                                next_claim=self._next_claim())
             log.info("job_completed", job_id=job.id, lease_id=slot.lease_id)
-            return
-        tail = "\n".join(slot.process.tail) if slot.process else ""
-        retryable = code not in self.config.non_retryable_exit_codes
-        reply = await self.client.fail(slot.lease_id, f"exit code {code}\n{tail}"[-8000:],
-                                       retryable=retryable)
-        log.info("job_failed", job_id=job.id, exit_code=code, will_retry=reply.will_retry)
+        else:
+            tail = "\n".join(slot.process.tail) if slot.process else ""
+            retryable = code not in self.config.non_retryable_exit_codes
+            reply = await self.client.fail(slot.lease_id, f"exit code {code}\n{tail}"[-8000:],
+                                           retryable=retryable, next_claim=self._next_claim())
+            log.info("job_failed", job_id=job.id, exit_code=code, will_retry=reply.will_retry)
+            claims = reply.claims
+        for claim in claims:  # this slot's next job, claimed by the same request
+            if self.stopping.is_set():
+                await self._give_back(_Slot(claim))
+            else:
+                self._start(claim)
+
+    def _next_claim(self) -> dict[str, Any] | None:
+        """One request per job: the report also claims this slot's next job (not waiting; the
+        claim loop long-polls) unless the agent is stopping."""
+        if self.stopping.is_set():
+            return None
+        return {"labels": self.config.labels, "queues": self.config.queues,
+                "lease_ttl_secs": self.config.lease_ttl_secs, "max_jobs": 1}
 
     # -- background loops ----------------------------------------------------------------------
 

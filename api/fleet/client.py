@@ -28,6 +28,12 @@ from leasehold.scheduler.rawjson import RawJson, encode, loads_keeping
 M = TypeVar("M", bound=BaseModel)
 
 
+class FailedWithNext(FailReply):
+    """A fail's reply; ``claims``: the jobs claimed in the same call (``next_claim``)."""
+
+    claims: list[Claim] = []
+
+
 class LeaseholdError(Exception):
     """A non-2xx reply: ``status``, the machine ``code`` and the server's ``message``."""
 
@@ -208,21 +214,36 @@ class LeaseholdClient:
         return await self._model(LeaseResults, "POST", "/api/leases/heartbeat", {"leases": items})
 
     async def complete(self, lease_id: str,
-                       outputs: Mapping[str, JsonValue] | RawJson | None = None) -> None:
-        """``outputs`` as a mapping, or as a ``RawJson`` object sent exactly as it is."""
-        body = outputs if isinstance(outputs, RawJson) else dict(outputs or {})
+                       outputs: Mapping[str, JsonValue] | RawJson | None = None,
+                       next_claim: Mapping[str, Any] | None = None) -> list[Claim]:
+        """``outputs`` as a mapping, or as a ``RawJson`` object sent exactly as it is.
+        ``next_claim`` (``{labels?, queues?, lease_ttl_secs?, wait_secs?, max_jobs?}``): also
+        claim in the same request (one request per job); returns those claims."""
+        body: dict[str, Any] = {
+            "outputs": outputs if isinstance(outputs, RawJson) else dict(outputs or {})}
         try:
-            await self.request("POST", f"/api/jobs/{lease_id}/complete", {"outputs": body})
+            reply = await self.request("POST", f"/api/jobs/{lease_id}/complete",
+                                       _with_next(body, next_claim), keep=RAW_FIELDS)
         except LeaseLost as exc:
             if exc.code != "job_finished":
                 raise  # job_finished after a retry: our first attempt got through
+            return []
+        return _next_claims(reply)
 
-    async def fail(self, lease_id: str, error: str, retryable: bool = False) -> FailReply:
-        return await self._model(FailReply, "POST", f"/api/jobs/{lease_id}/fail",
-                                 {"error": error, "retryable": retryable})
+    async def fail(self, lease_id: str, error: str, retryable: bool = False,
+                   next_claim: Mapping[str, Any] | None = None) -> FailedWithNext:
+        """With ``next_claim``, the reply's ``claims`` are the jobs claimed in the same call."""
+        body = _with_next({"error": error, "retryable": retryable}, next_claim)
+        reply = await self.request("POST", f"/api/jobs/{lease_id}/fail", body, keep=RAW_FIELDS)
+        return FailedWithNext(will_retry=reply["will_retry"],
+                              retry_at_ms=reply.get("retry_at_ms"), claims=_next_claims(reply))
 
-    async def release(self, lease_id: str) -> None:
-        await self.request("POST", f"/api/jobs/{lease_id}/release")
+    async def release(self, lease_id: str,
+                      next_claim: Mapping[str, Any] | None = None) -> list[Claim]:
+        reply = await self.request("POST", f"/api/jobs/{lease_id}/release",
+                                   _with_next({}, next_claim) if next_claim is not None else None,
+                                   keep=RAW_FIELDS)
+        return _next_claims(reply)
 
     async def push_logs(self, lease_id: str, chunks: list[dict[str, Any]]) -> None:
         """Chunks carry ``sequence`` numbers, so a retried batch is stored once."""
@@ -233,6 +254,19 @@ class LeaseholdClient:
 
     async def queues(self) -> list[QueueStats]:
         return [QueueStats.model_validate(q) for q in await self.request("GET", "/api/queues")]
+
+
+def _with_next(body: dict[str, Any], next_claim: Mapping[str, Any] | None) -> dict[str, Any]:
+    if next_claim is not None:
+        body["next"] = {"max_jobs": 1, **next_claim}  # always answered as {"claims": [...]}
+    return body
+
+
+def _next_claims(reply: Any) -> list[Claim]:
+    found = reply.get("next") if isinstance(reply, dict) else None
+    if not isinstance(found, dict):
+        return []
+    return [Claim.model_validate(item) for item in found.get("claims", [])]
 
 
 def _dump(spec: JobSpec | Mapping[str, Any]) -> Any:

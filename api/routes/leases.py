@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -19,23 +21,34 @@ from leasehold.api.wire import (
     ClaimRequest,
     Complete,
     Fail,
+    FailNext,
     FailReplayed,
+    FailReplayedNext,
     FailReply,
     HeartbeatReply,
     LeaseHeartbeat,
     LeaseResult,
     LeaseResults,
+    LeaseResultsNext,
+    NextClaim,
     Ok,
+    OkNext,
     OkReplayed,
+    OkReplayedNext,
+    Release,
 )
-from leasehold.scheduler import errors
+from leasehold.scheduler import errors, many
+from leasehold.scheduler.core import ClaimBatch
+from leasehold.scheduler.keys import job_of_lease, queue_of_job
 from leasehold.scheduler.models import Claim
+from leasehold.scheduler.service import Services
 from leasehold.scheduler.workers import Claimant
 
 LEASE_ERRORS = (401, 403, 409)
 
 
-async def _claimant(request: web.Request, body: ClaimRequest) -> tuple[Claimant, list[str]]:
+async def _claimant(request: web.Request, body: ClaimRequest | NextClaim
+                    ) -> tuple[Claimant, list[str]]:
     """The registered worker a claim is for, and the labels it claims with.
 
     A worker token claims only for itself and only with labels it registered (its registered
@@ -69,28 +82,91 @@ async def _claimant(request: web.Request, body: ClaimRequest) -> tuple[Claimant,
               errors=(400, 401, 403, 404, 503))
 async def claim(request: web.Request) -> web.Response:
     body = await read_model(request, ClaimRequest)
-    principal(request).require(*body.queues)
+    caller = principal(request)
+    caller.require(*body.queues)
+    generation = _generation(request, caller.generation)
     who, labels = await _claimant(request, body)
-    worker_id = who.worker_id
     services = request.app[SERVICES]
-    services.workers.seen(worker_id)  # a claim is a sign of life, even one that waits
-    wanted = body.max_jobs or 1
-    if who.drain:
-        claims: list[Claim] = []
-    elif body.wait_secs > 0:
-        batch = await services.waiters.claim(worker_id, labels, body.queues,
-                                             body.lease_ttl_secs, wanted, body.wait_secs,
-                                             who.registered_at_ms)
-        claims = batch.claims
-    else:
-        batch = await services.scheduler.claim(worker_id, labels, body.queues,
-                                               body.lease_ttl_secs, wanted)
-        claims = batch.claims
-    claims = await services.workers.keep_claims(who, claims)
-    lifecycle.claimed(worker_id, claims)
+    services.workers.seen(who.worker_id)  # a claim is a sign of life, even one that waits
+    claims = await _claim_for(services, who, labels, body.queues, body.lease_ttl_secs,
+                              body.max_jobs or 1, body.wait_secs)
+    claims = await services.workers.keep_claims(who, claims, generation)
+    lifecycle.claimed(who.worker_id, claims)
     if body.max_jobs is not None:
         return respond(ClaimBatchReply(claims=claims))
     return respond(claims[0] if claims else None)
+
+
+def _generation(request: web.Request, known: int) -> int:
+    """The auth cache generation ``who`` is valid at: the token's own for a worker; for an
+    admin, now (its claimant is read from the worker record after this)."""
+    if principal(request).role == "worker":
+        return known
+    cache = request.app[SERVICES].tokens.cache
+    return cache.generation if cache is not None else -1
+
+
+async def _claim_for(services: Services, who: Claimant, labels: list[str], queues: list[str],
+                     lease_ttl_secs: float | None, wanted: int, wait_secs: float
+                     ) -> list[Claim]:
+    if who.drain:
+        return []
+    if wait_secs > 0:
+        batch = await services.waiters.claim(who.worker_id, labels, queues, lease_ttl_secs,
+                                             wanted, wait_secs, who.registered_at_ms)
+    else:
+        batch = await services.scheduler.claim(who.worker_id, labels, queues, lease_ttl_secs,
+                                               wanted)
+    return batch.claims
+
+
+@dataclass
+class _Next:
+    """A ``next`` claim, checked before the lease call finishes its job."""
+
+    body: NextClaim
+    who: Claimant
+    labels: list[str]
+    queues: list[str]
+    generation: int
+    same_queue: bool  # finish and claim in one script
+
+
+async def _next_for(request: web.Request, body: NextClaim | None, lease_ids: list[str]
+                    ) -> _Next | None:
+    """Checks ``next`` like a claim (queue access, labels, worker) before anything changes."""
+    if body is None:
+        return None
+    own = {queue_of_job(job_of_lease(lease_id) or "") for lease_id in lease_ids}
+    queues = body.queues or sorted(q for q in own if q) or ["default"]
+    caller = principal(request)
+    caller.require(*queues)
+    generation = _generation(request, caller.generation)
+    who, labels = await _claimant(request, body)
+    same = len(lease_ids) == 1 and own == {queues[0]} and len(queues) == 1 and not who.drain
+    return _Next(body, who, labels, queues, generation, same)
+
+
+async def _next_reply(request: web.Request, nxt: _Next, batch: ClaimBatch | None
+                      ) -> list[Claim]:
+    """The next claims: those the finishing script took, else a claim now (waiting if asked)."""
+    services, body = request.app[SERVICES], nxt.body
+    if batch is not None and (batch.claims or body.wait_secs <= 0 or batch.paused):
+        claims = batch.claims
+    else:
+        claims = await _claim_for(services, nxt.who, nxt.labels, nxt.queues,
+                                  body.lease_ttl_secs, body.max_jobs or 1, body.wait_secs)
+    claims = await services.workers.keep_claims(nxt.who, claims, nxt.generation)
+    lifecycle.claimed(nxt.who.worker_id, claims)
+    return claims
+
+
+def _with_next(reply: dict[str, Any], nxt: _Next, claims: list[Claim]) -> dict[str, Any]:
+    if nxt.body.max_jobs is not None:
+        reply["next"] = {"claims": claims}
+    else:
+        reply["next"] = claims[0] if claims else None
+    return reply
 
 
 @router.route("POST", "/api/jobs/{lease_id}/heartbeat", roles=WORKERS, tag="worker protocol",
@@ -109,57 +185,82 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 
 @router.route("POST", "/api/jobs/{lease_id}/complete", roles=WORKERS, tag="worker protocol",
-              body=Complete, response=Ok | OkReplayed,
+              body=Complete, response=Ok | OkReplayed | OkNext | OkReplayedNext,
               summary="Finish a job with success and outputs; the same call retried by the "
-              "lease that completed the job gets 200 again with replayed: true",
-              errors=LEASE_ERRORS)
+              "lease that completed the job gets 200 again with replayed: true. With next, "
+              "also claim for the same worker (one script when in the job's own queue)",
+              errors=(400, *LEASE_ERRORS, 404))
 async def complete(request: web.Request) -> web.Response:
     body = await read_model(request, Complete, optional=True)
-    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
-    request.app[SERVICES].workers.seen(owner)
-    with lifecycle.lease_call("job_completed", request.match_info["lease_id"], owner) as event:
-        done = await scheduler.complete(event["lease_id"], owner, body.outputs,
-                                      verification=body.verification)
+    services, owner = request.app[SERVICES], principal(request).lease_owner
+    services.workers.seen(owner)
+    lease_id = request.match_info["lease_id"]
+    nxt = await _next_for(request, body.next, [lease_id])
+    batch: ClaimBatch | None = None
+    with lifecycle.lease_call("job_completed", lease_id, owner) as event:
+        if nxt is not None and nxt.same_queue:
+            done, batch = await services.scheduler.complete_claim(
+                lease_id, owner, body.outputs, body.verification, nxt.who.worker_id,
+                nxt.labels, nxt.body.lease_ttl_secs, nxt.body.max_jobs or 1)
+        else:
+            done = await services.scheduler.complete(lease_id, owner, body.outputs,
+                                                     verification=body.verification)
         if done.replayed:
             event["replayed"] = True
         else:
             lifecycle.record_run(event, "success", done.run_ms)
-    return respond(OkReplayed() if done.replayed else Ok())
+    reply: dict[str, Any] = {"ok": True, "replayed": True} if done.replayed else {"ok": True}
+    if nxt is not None:
+        _with_next(reply, nxt, await _next_reply(request, nxt, batch))
+    return respond(reply)
 
 
 @router.route("POST", "/api/jobs/{lease_id}/fail", roles=WORKERS, tag="worker protocol",
-              body=Fail, response=FailReply | FailReplayed,
+              body=Fail, response=FailReply | FailReplayed | FailNext | FailReplayedNext,
               summary="Report a failure; retryable failures use an attempt and back off (the "
-              "same call retried by that lease gets its first reply with replayed: true)",
-              errors=LEASE_ERRORS)
+              "same call retried by that lease gets its first reply with replayed: true). "
+              "With next, also claim for the same worker",
+              errors=(400, *LEASE_ERRORS, 404))
 async def fail(request: web.Request) -> web.Response:
     body = await read_model(request, Fail)
-    scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
-    request.app[SERVICES].workers.seen(owner)
-    with lifecycle.lease_call("job_failed", request.match_info["lease_id"], owner) as event:
-        outcome = await scheduler.fail(event["lease_id"], body.error, owner, body.retryable)
+    services, owner = request.app[SERVICES], principal(request).lease_owner
+    services.workers.seen(owner)
+    lease_id = request.match_info["lease_id"]
+    nxt = await _next_for(request, body.next, [lease_id])
+    with lifecycle.lease_call("job_failed", lease_id, owner) as event:
+        outcome = await services.scheduler.fail(lease_id, body.error, owner, body.retryable)
         event["will_retry"] = outcome.will_retry
         if outcome.replayed:
             event["replayed"] = True
         else:
             lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
                                  outcome.run_ms)
-    reply = FailReplayed if outcome.replayed else FailReply
-    return respond(reply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
+    kind = FailReplayed if outcome.replayed else FailReply
+    reply = kind(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms).model_dump()
+    if nxt is not None:
+        _with_next(reply, nxt, await _next_reply(request, nxt, None))
+    return respond(reply)
 
 
 @router.route("POST", "/api/jobs/{lease_id}/release", roles=WORKERS, tag="worker protocol",
-              response=Ok | OkReplayed, summary="Hand a job back without consuming an attempt "
-              "(retried by the same lease: 200 again with replayed: true)",
-              errors=LEASE_ERRORS)
+              body=Release, response=Ok | OkReplayed | OkNext | OkReplayedNext,
+              summary="Hand a job back without consuming an attempt (retried by the same "
+              "lease: 200 again with replayed: true). With next, also claim for the same worker",
+              errors=(400, *LEASE_ERRORS, 404))
 async def release(request: web.Request) -> web.Response:
+    body = await read_model(request, Release, optional=True)
+    services = request.app[SERVICES]
     lease_id, owner = request.match_info["lease_id"], principal(request).lease_owner
-    request.app[SERVICES].workers.seen(owner)
+    services.workers.seen(owner)
+    nxt = await _next_for(request, body.next, [lease_id])
     with lifecycle.lease_call("job_released", lease_id, owner) as event:
-        replayed = await request.app[SERVICES].scheduler.release(lease_id, owner)
+        replayed = await services.scheduler.release(lease_id, owner)
         if replayed:
             event["replayed"] = True
-    return respond(OkReplayed() if replayed else Ok())
+    reply: dict[str, Any] = {"ok": True, "replayed": True} if replayed else {"ok": True}
+    if nxt is not None:
+        _with_next(reply, nxt, await _next_reply(request, nxt, None))
+    return respond(reply)
 
 
 async def _each(
@@ -187,12 +288,16 @@ async def batch_heartbeat(request: web.Request) -> web.Response:
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.leases}
+    # One heartbeat script per lease, all in one round trip.
+    outcomes = await many.heartbeat_many(scheduler, [
+        (lease_id, item.lease_ttl_secs, item.progress, item.message)
+        for lease_id, item in items.items()], owner)
 
     async def act(lease_id: str) -> LeaseResult:
-        item = items[lease_id]
         with lifecycle.lease_call("lease_heartbeat", lease_id, owner, quiet=True):
-            beat = await scheduler.heartbeat(lease_id, owner, item.lease_ttl_secs,
-                                             item.progress, item.message)
+            beat = outcomes[lease_id]
+            if isinstance(beat, errors.SchedulerError):
+                raise beat
         return LeaseResult(lease_id=lease_id, ok=True, expires_at_ms=beat.lease.expires_at_ms,
                            cancelled=beat.cancelled)
 
@@ -200,14 +305,16 @@ async def batch_heartbeat(request: web.Request) -> web.Response:
 
 
 @router.route("POST", "/api/leases/complete", roles=WORKERS, tag="worker protocol",
-              body=BatchComplete, response=LeaseResults,
-              summary="Complete many leases in one request, each fenced on its own",
-              errors=(400, 401, 403))
+              body=BatchComplete, response=LeaseResults | LeaseResultsNext,
+              summary="Complete many leases in one request, each fenced on its own; with next, "
+              "also claim for the same worker (claims: [...])",
+              errors=(400, 401, 403, 404))
 async def batch_complete(request: web.Request) -> web.Response:
     body = await read_model(request, BatchComplete)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.completions}
+    nxt = await _next_for(request, body.next, list(items))
     # One complete script per lease, all in one round trip; each outcome is logged on its own.
     outcomes = await scheduler.complete_many(
         [(lease_id, item.outputs) for lease_id, item in items.items()], owner)
@@ -221,23 +328,37 @@ async def batch_complete(request: web.Request) -> web.Response:
                 lifecycle.record_run(event, "success", outcome.run_ms)
         return LeaseResult(lease_id=lease_id, ok=True, replayed=outcome.replayed or None)
 
-    return respond(await _each(list(items), act))
+    return await _batch_reply(request, await _each(list(items), act), nxt)
+
+
+async def _batch_reply(request: web.Request, results: LeaseResults, nxt: _Next | None
+                       ) -> web.Response:
+    if nxt is None:
+        return respond(results)
+    claims = await _next_reply(request, nxt, None)
+    return respond({"results": results.model_dump()["results"], "claims": claims})
 
 
 @router.route("POST", "/api/leases/fail", roles=WORKERS, tag="worker protocol", body=BatchFail,
-              response=LeaseResults,
-              summary="Fail many leases in one request, each fenced on its own",
-              errors=(400, 401, 403))
+              response=LeaseResults | LeaseResultsNext,
+              summary="Fail many leases in one request, each fenced on its own; with next, "
+              "also claim for the same worker (claims: [...])",
+              errors=(400, 401, 403, 404))
 async def batch_fail(request: web.Request) -> web.Response:
     body = await read_model(request, BatchFail)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     request.app[SERVICES].workers.seen(owner)
     items = {item.lease_id: item for item in body.failures}
+    nxt = await _next_for(request, body.next, list(items))
+    # One fail script per lease, all in one round trip.
+    outcomes = await many.fail_many(scheduler, [
+        (lease_id, item.error, item.retryable) for lease_id, item in items.items()], owner)
 
     async def act(lease_id: str) -> LeaseResult:
-        item = items[lease_id]
         with lifecycle.lease_call("job_failed", lease_id, owner) as event:
-            outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
+            outcome = outcomes[lease_id]
+            if isinstance(outcome, errors.SchedulerError):
+                raise outcome
             event["will_retry"] = outcome.will_retry
             if not outcome.replayed:
                 lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
@@ -245,6 +366,6 @@ async def batch_fail(request: web.Request) -> web.Response:
         return LeaseResult(lease_id=lease_id, ok=True, will_retry=outcome.will_retry,
                            retry_at_ms=outcome.retry_at_ms, replayed=outcome.replayed or None)
 
-    return respond(await _each(list(items), act))
+    return await _batch_reply(request, await _each(list(items), act), nxt)
 
 

@@ -34,6 +34,7 @@ async def test_each_phase_counts_exactly_its_own_jobs(make_api: MakeApi, setting
     assert by_mode[("submit-single", 8, False)].jobs == 100  # max(100, jobs // 5)
     assert by_mode[("submit-bulk", 4, False)].jobs == 120
     assert by_mode[("single", 8, False)].jobs == 120  # not the submit phase's leftovers too
+    assert by_mode[("next", 8, False)].jobs == 120  # one request per job
     assert by_mode[("heartbeat", 8, False)].jobs == 100
     assert by_mode[("batch", 3, False)].jobs == 120
     assert by_mode[("long-poll", 1, False)].jobs == 5
