@@ -29,9 +29,9 @@ async def test_a_token_limited_to_a_gets_403_for_queue_b_on_every_route(api: Api
     wf = "/api/workflows/" + created.body["id"]
     submitter = await _limited(api, "submitter", ["a"])
     job = f"/api/jobs/{in_b['id']}"
-    await _forbidden(await submitter.post("/api/jobs", {"queue": "b"}))
-    await _forbidden(await submitter.post("/api/jobs/bulk", {"jobs": [{"queue": "a"},
-                                                                      {"queue": "b"}]}))
+    await _forbidden(await submitter.post("/api/jobs", {"queue": "b", "command": "x"}))
+    await _forbidden(await submitter.post("/api/jobs/bulk", {"jobs": [{"queue": "a", "command": "x"},
+                                                                      {"queue": "b", "command": "x"}]}))
     await _forbidden(await submitter.get(job))
     await _forbidden(await submitter.get("/api/jobs", params={"queue": "b"}))
     await _forbidden(await submitter.get(job + "/logs"))
@@ -43,9 +43,9 @@ async def test_a_token_limited_to_a_gets_403_for_queue_b_on_every_route(api: Api
     await _forbidden(await submitter.get(wf + "/status"))
     await _forbidden(await submitter.get(wf + "/runs"))
     await _forbidden(await submitter.post("/api/schedules", {
-        "id": "s", "every_secs": 60, "job": {"queue": "b"}}))
+        "id": "s", "every_secs": 60, "job": {"queue": "b", "command": "x"}}))
     # queue a works, and lists show only queue a
-    assert (await submitter.post("/api/jobs", {"queue": "a"})).status == 201
+    assert (await submitter.post("/api/jobs", {"queue": "a", "command": "x"})).status == 201
     assert (await submitter.get(f"/api/jobs/{in_a['id']}")).status == 200
     queues = await submitter.get("/api/queues")
     assert [q["queue"] for q in queues.body] == ["a"]
@@ -79,7 +79,7 @@ async def test_submit_over_the_rate_gets_429_with_retry_after(api: Api) -> None:
     assert put.body["claim_rate"] == put.body["rate_limit"] == {"limit": 5, "per_secs": 1}
     await api.submit(queue="rq")
     await api.submit(queue="rq")
-    over = await api.post("/api/jobs", {"queue": "rq"})
+    over = await api.post("/api/jobs", {"queue": "rq", "command": "x"})
     assert over.status == 429 and over.body["error"] == "rate_limited"
     assert 1 <= int(over.headers["Retry-After"]) <= 30
     metrics = await api.get("/metrics")
