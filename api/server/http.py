@@ -37,22 +37,29 @@ def validation_details(exc: ValidationError) -> list[Any]:
     ]
 
 
+def body_optional(model: type[BaseModel]) -> bool:
+    """Whether a request may leave out a body of ``model``: when none of its fields is required
+    (the document says so from the same rule)."""
+    return not any(field.is_required() for field in model.model_fields.values())
+
+
 async def read_model(request: web.Request, model: type[M], optional: bool = False) -> M:
-    """The body validated as ``model``; an absent body is ``model()`` when ``optional``.
+    """The body validated as ``model`` in strict mode (no ``true`` or ``"5"`` for an integer;
+    a JSON integer is still a number); an absent body is ``model()`` when no field is required.
 
     A model with a ``raw_json_fields`` class attribute keeps those members (payload, metadata,
     outputs) as the exact JSON text of the body: validated here, never re-encoded.
     """
     raw = await request.read()
-    if not raw.strip() and optional:
+    if not raw.strip() and (optional or body_optional(model)):
         return model()
     keep: frozenset[str] | None = getattr(model, "raw_json_fields", None)
     try:
         if keep is not None:
-            return model.model_validate(_decode_keeping(raw, keep))
+            return model.model_validate(_decode_keeping(raw, keep), strict=True)
         if b"NaN" in raw or b"Infinity" in raw:
             _refuse_non_finite(raw)
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise BadRequest(f"invalid request body for {model.__name__}",
                          validation_details(exc)) from None

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import TypeAdapter
 
+from leasehold.api.server.http import body_optional
 from leasehold.api.server.routing import PUBLIC, REGISTRATION, Router, RouteSpec
 from leasehold.api.wire import ErrorBody
 
@@ -52,7 +53,7 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if spec.body is not None:
-        op["requestBody"] = {"required": True, "content": {
+        op["requestBody"] = {"required": not body_optional(spec.body), "content": {
             "application/json": {"schema": schemas.of(spec.body, "validation")}}}
     binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     if spec.raw_body:
