@@ -120,7 +120,8 @@ async def test_request_bodies_are_strictly_typed_and_bodies_required_when_the_do
                 {"priority": 5.5}):
         reply = await api.post("/api/jobs", bad)
         assert reply.status == 400 and reply.body["error"] == "invalid_request", bad
-    assert (await api.post("/api/jobs", {"lease_ttl_secs": 30, "unique_ttl_secs": 0})).status \
+    assert (await api.post("/api/jobs", {"command": "true", "lease_ttl_secs": 30,
+                            "unique_ttl_secs": 0})).status \
         in (200, 201)
     document = (await api.get("/openapi.json", token=None)).body
     tokens = document["paths"]["/api/tokens"]["post"]["requestBody"]
