@@ -127,6 +127,14 @@ class JobSpec(Strict):
         return self
 
 
+class RunnableJobSpec(JobSpec):
+    """A job submitted to run now: it needs a ``command``, a ``payload``, or both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["command"], "properties": {"command": {"type": "string"}}},
+        {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}}]})
+
+
 class WebhookDelivery(BaseModel):
     """One attempt to POST a finished job to its webhook."""
 

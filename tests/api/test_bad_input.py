@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from leasehold.scheduler.config import Settings
 from tests.api.conftest import MakeApi
-from tests.api.harness import NO_BODY, snapshot
+from tests.api.harness import NO_BODY, Api, snapshot
 
 JOB = "default.AAAAAAAAAAAAAAAAAAAAAA"
 BAD_JOB_SPECS: list[Any] = [
