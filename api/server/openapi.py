@@ -19,7 +19,8 @@ REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"{(\w+)}")
 _DESCRIPTIONS = {
     400: "Invalid input", 401: "Missing or invalid token", 403: "Wrong role or not your lease",
-    404: "Unknown id", 409: "Lease lost or state conflict", 413: "Body too large",
+    404: "Unknown id", 405: "The path belongs to a route without this method",
+    409: "Lease lost or state conflict", 413: "Body too large",
     507: "Storage quota exceeded",
     429: "Rate limited", 503: "Redis unavailable or out of memory",
 }
@@ -91,7 +92,10 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
     for status in (spec.status, *spec.also):
         op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)
-    for status in sorted(set(spec.errors) | _implied_errors(spec)):
+    implied = _implied_errors(spec)
+    if any(shadows(other.path, spec.path) for other in router.specs):
+        implied.add(405)  # a path a more specific route owns (GET /api/workers/heartbeat)
+    for status in sorted(set(spec.errors) | implied):
         op["responses"][str(status)] = {
             "description": _DESCRIPTIONS.get(status, "Error"),
             "content": {"application/json": {"schema": error_ref}}}
