@@ -85,7 +85,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             message = "request body too large"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         if exc.status == 405 and ROUTER in request.app:  # aiohttp lists every template's
-            headers = {"Allow": ", ".join(request.app[ROUTER].allowed_methods(request.path))}
+            headers = {"Allow": ",".join(request.app[ROUTER].allowed_methods(request.path))}
         return error_response(exc.status, code, message, request, headers=headers)
     except Exception:
         log.exception("unhandled_error", path=request.path)

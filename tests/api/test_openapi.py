@@ -78,7 +78,7 @@ async def test_allow_lists_the_methods_the_route_serves(api: Api) -> None:
     """A literal segment owns its path: /api/workers/heartbeat is not worker "heartbeat"."""
     document = (await api.get("/openapi.json", token=None)).body
     for path, methods in (("/api/workers/heartbeat", "POST"), ("/api/jobs/claim", "POST"),
-                          ("/api/jobs/j1/logs", "GET, POST"), ("/api/workflows/sample", "POST")):
+                          ("/api/jobs/j1/logs", "GET,POST"), ("/api/workflows/sample", "POST")):
         reply = await api.call("OPTIONS", path)
         assert reply.status == 405 and reply.headers["Allow"] == methods, path
     assert (await api.get("/api/workers/heartbeat")).status == 405

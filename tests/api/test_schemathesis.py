@@ -37,7 +37,8 @@ def _run(redis_url: str, log_dir: Path, max_examples: int, phases: str) -> None:
         serve = leasehold(["serve", "--port", str(port)], env, log_dir, "serve")
         procs.append(serve)
         serve.wait_ready(url)
-        argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{url}/openapi.json", "--checks", "all",
+        argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{url}/openapi.json",
+                "--checks", "all",
                 "--phases", phases, "--seed", "7", "--max-examples", str(max_examples),
                 "--request-timeout", "70", "--workers", "2", "--no-color",
                 # a sync submission may wait up to 60 s for its job (documented);
