@@ -40,7 +40,7 @@ def _run(redis_url: str, log_dir: Path, max_examples: int, phases: str) -> None:
         argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{url}/openapi.json",
                 "--checks", "all",
                 "--phases", phases, "--seed", "7", "--max-examples", str(max_examples),
-                "--request-timeout", "70", "--workers", "2", "--no-color",
+                "--request-timeout", "70", "--workers", "1", "--no-color",
                 # a sync submission may wait up to 60 s for its job (documented);
                 # stored artifacts come back in the Content-Type they were sent with; the tool
                 # fails on its own when that claims YAML and is not
