@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from leasehold.scheduler.models import (
     RAW_FIELDS,
     Claim,
     Job,
-    JobSpec,
     Label,
     Lease,
     QueueName,
+    RunnableJobSpec,
     Secs,
     Strict,
     Worker,
@@ -37,7 +37,7 @@ class SubmittedJob(Job):
 
 class BulkSubmit(Strict):
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
-    jobs: list[JobSpec] = Field(min_length=1, max_length=1000)
+    jobs: list[RunnableJobSpec] = Field(min_length=1, max_length=1000)
 
 
 class BulkSubmitted(BaseModel):
@@ -65,7 +65,19 @@ class OkReplayed(Ok):
     replayed: Literal[True] = True
 
 
+def _worker_id_required(schema: dict[str, Any]) -> None:
+    """An admin token must name the worker it claims for; a worker token may leave it out (its
+    own id is used), so the document asks every caller for it."""
+    schema["required"] = sorted({*schema.get("required", []), "worker_id"})
+    schema["properties"]["worker_id"] = {
+        "type": "string", "minLength": 1, "maxLength": 128,
+        "description": "the claiming worker: required with an admin token; a worker token "
+                       "may leave it out or must give its own id"}
+
+
 class ClaimRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_worker_id_required)
+
     worker_id: str | None = Field(default=None, max_length=128)
     labels: list[Label] = Field(default_factory=list, max_length=64)
     lease_ttl_secs: Ttl | None = None
@@ -250,7 +262,7 @@ class WorkerList(BaseModel):
 
 
 class TokenRequest(Strict):
-    role: str = Field(description="admin, submitter, viewer or metrics")
+    role: Literal["admin", "submitter", "viewer", "metrics"]
     name: str = Field(min_length=1, max_length=128)
     queues: list[QueueName] | None = Field(
         default=None, min_length=1, max_length=1000,

@@ -51,7 +51,7 @@ class FixedParams(Strict):
 
 class ExponentialParams(Strict):
     base_secs: Secs = Field(gt=0, le=MAX_SECS)
-    max_secs: Secs = Field(gt=0, le=MAX_SECS)
+    max_secs: Secs = Field(gt=0, le=MAX_SECS, description="at least base_secs")
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> ExponentialParams:
@@ -85,7 +85,8 @@ class Verification(Strict):
     count: int = Field(ge=1, le=100, description="distinct workers that must agree")
     max_votes: int | None = Field(
         default=None, ge=1, le=1000,
-        description="completions after which a job without quorum fails (default 2*count+1)")
+        description="completions after which a job without quorum fails (default 2*count+1; "
+        "at least count)")
 
     @model_validator(mode="after")
     def _room_for_quorum(self) -> Verification:
@@ -125,6 +126,14 @@ class JobSpec(Strict):
         if self.run_at_ms is not None and self.delay_secs is not None:
             raise ValueError("give run_at_ms or delay_secs, not both")
         return self
+
+
+class RunnableJobSpec(JobSpec):
+    """A job submitted to run now: it needs a ``command``, a ``payload``, or both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["command"], "properties": {"command": {"type": "string"}}},
+        {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}}]})
 
 
 class WebhookDelivery(BaseModel):

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from croniter import croniter
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from leasehold.scheduler import codec, errors
 from leasehold.scheduler.core import Scheduler
@@ -34,6 +34,9 @@ class ScheduleSpec(Strict):
     """What a producer posts: a job and when to submit it (``cron`` or ``every_secs``)."""
 
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
+        {"required": ["every_secs"], "properties": {"every_secs": {"type": "number"}}}]})
 
     id: str = Field(pattern=SCHEDULE_ID.pattern, examples=["nightly-report"])
     cron: str | None = Field(default=None, max_length=256, examples=["0 3 * * *"],

@@ -20,7 +20,17 @@ from leasehold.api.server.http import (
     read_model,
     respond,
 )
-from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, router
+from leasehold.api.server.routing import (
+    ADMIN,
+    JOB_STATUSES,
+    PRODUCERS,
+    READERS,
+    integer,
+    matching,
+    number,
+    one_of,
+    router,
+)
 from leasehold.api.wire import Accepted, BulkSubmit, BulkSubmitted, JobPage, SubmittedJob
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
@@ -43,7 +53,8 @@ def _submitted(result: Submitted) -> SubmittedJob:
 
 @router.route("POST", "/api/jobs", roles=PRODUCERS, tag="jobs", body=SubmitBody,
               response=SubmittedJob, status=201, also=(200, 202),
-              query={"wait_secs": "number ≤ 60 (sync mode without a result object)"},
+              query={"wait_secs": number("sync mode without a result object", 0,
+                                          MAX_SYNC_WAIT_SECS)},
               summary="Submit a job (200 + deduplicated when unique_key matched). result.mode: "
                       "async (201 now), sync (200 finished job, 202 at timeout_secs), stream "
                       "(SSE: log and progress events, then end with the job), webhook (201 now; "
@@ -78,8 +89,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
 async def submit_bulk(request: web.Request) -> web.Response:
     body = await read_model(request, BulkSubmit)
     principal(request).require(*{spec.queue for spec in body.jobs})
-    _runnable(body.jobs)
-    results = await request.app[SERVICES].scheduler.submit_bulk(body.jobs)
+    jobs: list[JobSpec] = list(body.jobs)
+    _runnable(jobs)
+    results = await request.app[SERVICES].scheduler.submit_bulk(jobs)
     return respond(BulkSubmitted(jobs=[_submitted(r) for r in results]), 201)
 
 
@@ -95,10 +107,12 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/jobs", roles=READERS, tag="jobs", response=JobPage,
-              query={"queue": "queue name (default: default)", "status": "job status",
-                     "workflow_id": "workflow id", "limit": "1..1000 (default 100)",
-                     "cursor": "next_cursor of the previous page",
-                     "order": "asc (enqueue order, default) or desc (newest first)"},
+              query={"queue": matching("queue name (default: default)", QUEUE_NAME.pattern),
+                     "status": one_of("job status", JOB_STATUSES),
+                     "workflow_id": "workflow id", "limit": integer("default 100", 1, 1000),
+                     "cursor": matching("next_cursor of the previous page", "^[0-9]+$"),
+                     "order": one_of("asc (enqueue order, default) or desc (newest first)",
+                                     ("asc", "desc"))},
               summary="List jobs of a queue in enqueue order, with a cursor",
               errors=(400, 401, 403))
 async def list_jobs(request: web.Request) -> web.Response:

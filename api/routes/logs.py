@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.errors import error_response
 from leasehold.api.server.http import principal, query_int, read_model, respond
-from leasehold.api.server.routing import READERS, WORKERS, router
+from leasehold.api.server.routing import ENTRY_ID, READERS, WORKERS, integer, matching, router
 from leasehold.api.server.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
@@ -54,6 +54,10 @@ class ChunkIn(BaseModel):
 class LogPush(Strict):
     """``{"chunks": [...]}`` (workflow-graph) or ``{"log_chunk", "stream_type"}`` (Tendril)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["chunks"], "properties": {"chunks": {"type": "array"}}},
+        {"required": ["log_chunk"], "properties": {"log_chunk": {"type": "string"}}}]})
+
     chunks: list[ChunkIn] | None = Field(default=None, max_length=10_000)
     log_chunk: str | None = Field(default=None, max_length=1_000_000)
     stream_type: StreamName = "stdout"
@@ -72,9 +76,14 @@ class LogPushed(BaseModel):
     last_id: str | None
 
 
+# Every streaming (SSE) route; tests check it against the route table.
+STREAM_PATHS = (r"^/api/events$|^/api/jobs/[^/]+/logs/stream$"
+                r"|^/api/workflows/[^/]+/jobs/[^/]+/logs/stream$")
+
+
 class TicketRequest(Strict):
     path: str = Field(description="the GET path the ticket opens, e.g. /api/jobs/<id>/logs/stream",
-                      max_length=512)
+                      max_length=512, pattern=STREAM_PATHS)
 
 
 class TicketIssued(BaseModel):
@@ -98,7 +107,8 @@ async def push_logs(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/jobs/{id}/logs", roles=READERS, tag="logs", response=list[LogChunk],
-              query={"after": "entry id to read after", "limit": "1..1000 (default 1000)"},
+              query={"after": matching("entry id to read after", ENTRY_ID),
+                     "limit": integer("default 1000", 1, 1000)},
               summary="A job's log chunks in order, each with its stream entry id",
               errors=(400, 401, 403, 404))
 async def read_logs(request: web.Request) -> web.Response:
@@ -113,7 +123,8 @@ async def serve_log_read(request: web.Request, job_id: str) -> web.Response:
 
 
 @router.route("GET", "/api/jobs/{id}/logs/stream", roles=READERS, tag="logs", sse=True,
-              query={"after": "entry id to resume after (or Last-Event-ID)",
+              query={"after": matching("entry id to resume after (or Last-Event-ID)",
+                                      ENTRY_ID),
                      "ticket": "stream ticket, for browsers"},
               summary="SSE: history then live chunks (event: log), then event: end",
               errors=(400, 401, 403, 404))
@@ -184,7 +195,7 @@ def cut_off(request: web.Request) -> None:
 
 
 @router.route("GET", "/api/events", roles=READERS, tag="logs", sse=True,
-              query={"queue": "queue name (default: every queue)",
+              query={"queue": matching("queue name (default: every queue)", QUEUE_NAME.pattern),
                      "workflow_id": "only this workflow's jobs", "ticket": "stream ticket"},
               summary="SSE of job state transitions (event: job), from the per-queue streams",
               errors=(400, 401, 403))

@@ -20,7 +20,7 @@ from leasehold.api.server.http import respond
 from leasehold.api.server.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
 from leasehold.scheduler.errors import InvalidArgument, SchedulerError
 from leasehold.scheduler.logs import LogChunk, SubscriberTooSlow
-from leasehold.scheduler.models import Job, JobSpec, Strict
+from leasehold.scheduler.models import Job, RunnableJobSpec, Strict
 from leasehold.scheduler.webhooks import SIGNATURE_HEADER, check_url, webhook_fields
 
 SYNC_POLL_SECS = 0.05
@@ -56,7 +56,7 @@ class ResultSpec(Strict):
     webhook: WebhookSpec | None = None
 
 
-class SubmitBody(JobSpec):
+class SubmitBody(RunnableJobSpec):
     """A job, and optionally how its result comes back."""
 
     result: ResultSpec | None = None

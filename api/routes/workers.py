@@ -8,7 +8,15 @@ from pydantic import Field, JsonValue
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.audit import audit
 from leasehold.api.server.http import REGISTRATION_TOKEN, principal, read_model, respond
-from leasehold.api.server.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
+from leasehold.api.server.routing import (
+    ADMIN,
+    READERS,
+    REGISTRATION,
+    WORKERS,
+    Param,
+    one_of,
+    router,
+)
 from leasehold.api.wire import (
     Deleted,
     Register,
@@ -78,6 +86,9 @@ async def worker_heartbeat(request: web.Request) -> web.Response:
 @router.route("POST", "/api/workers/heartbeat", roles=WORKERS, tag="workers",
               body=WorkerHeartbeat, response=WorkerHeartbeatReply,
               summary="Worker heartbeat naming the worker by its token or X-Worker-ID",
+              query={"X-Worker-ID": Param("the worker: required with an admin token; a worker "
+                                          "token may leave it out", {"type": "string",
+                                          "minLength": 1}, required=True, where="header")},
               errors=(400, 401, 403, 404))
 async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
     worker_id = principal(request).worker_id or request.headers.get("X-Worker-ID", "")
@@ -87,7 +98,8 @@ async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/workers", roles=READERS, tag="workers", response=list[Worker],
-              query={"status": "idle, busy, draining, offline, or online (idle and busy)",
+              query={"status": one_of("online means idle or busy",
+                                    ("idle", "busy", "draining", "offline", "online")),
                      "label": "a label"},
               summary="List workers (bare JSON array)", errors=(400, 401, 403))
 async def list_workers(request: web.Request) -> web.Response:

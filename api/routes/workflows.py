@@ -10,7 +10,16 @@ from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.audit import audit
 from leasehold.api.server.guard import YAML_TYPES
 from leasehold.api.server.http import principal, query_int, query_status, respond
-from leasehold.api.server.routing import ADMIN, PRODUCERS, READERS, WORKERS, router
+from leasehold.api.server.routing import (
+    ADMIN,
+    JOB_STATUSES,
+    PRODUCERS,
+    READERS,
+    WORKERS,
+    integer,
+    one_of,
+    router,
+)
 from leasehold.scheduler.models import JobStatus
 from leasehold.scheduler.workflow_defs import load_document, parse
 from leasehold.scheduler.workflows import RunSummary, WorkflowView
@@ -47,8 +56,9 @@ class WorkflowDeleted(BaseModel):
 
 @router.route("GET", "/api/workflows", roles=READERS, tag="workflows",
               response=list[WorkflowView],
-              query={"limit": "1..1000 (default 100)", "offset": "default 0",
-                     "status": "keep workflows with a job in this status"},
+              query={"limit": integer("default 100", 1, 1000),
+                     "offset": integer("default 0", 0, 10**9),
+                     "status": one_of("keep workflows with a job in this status", JOB_STATUSES)},
               summary="Workflows in creation order (bare array)", errors=(400, 401))
 async def list_workflows(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 1000)

@@ -8,6 +8,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from leasehold.api.server.appkeys import ROUTER
 from leasehold.api.server.http import REQUEST_ID, BadRequest
 from leasehold.scheduler import errors
 
@@ -83,6 +84,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if exc.status == 413:
             message = "request body too large"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        if exc.status == 405 and ROUTER in request.app:  # aiohttp lists every template's
+            headers = {"Allow": ",".join(request.app[ROUTER].allowed_methods(request.path))}
         return error_response(exc.status, code, message, request, headers=headers)
     except Exception:
         log.exception("unhandled_error", path=request.path)

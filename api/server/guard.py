@@ -79,9 +79,10 @@ LIMITER = web.AppKey("failure_limiter", FailureLimiter)
 @web.middleware
 async def failure_limit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Only failed credentials count, and past the limit only they are refused: a valid token
-    always goes through, so one guesser behind a shared address locks no one else out."""
+    always goes through, so one guesser behind a shared address locks no one else out. A request
+    that presents no credential at all guesses nothing: it always gets its plain 401."""
     response: web.StreamResponse = await handler(request)
-    if response.status != 401:
+    if response.status != 401 or not presents_credential(request):
         return response
     limiter = request.app[LIMITER]
     client = request.remote or "unknown"
@@ -92,6 +93,12 @@ async def failure_limit_middleware(request: web.Request, handler: Any) -> web.St
         return error_response(429, "rate_limited", "too many failed authentications; retry "
                               "later", request, headers={"Retry-After": str(int(wait) + 1)})
     return response
+
+
+def presents_credential(request: web.Request) -> bool:
+    """A bearer or worker token, or a stream ticket: something that could be a guess."""
+    return any(request.headers.get(name, "").strip() for name in
+               ("Authorization", "X-Worker-Token")) or bool(request.query.get("ticket"))
 
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

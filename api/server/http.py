@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 import orjson
@@ -37,25 +38,50 @@ def validation_details(exc: ValidationError) -> list[Any]:
     ]
 
 
+@functools.cache
+def body_optional(model: type[BaseModel]) -> bool:
+    """Whether a request may leave out a body of ``model``: when its schema requires nothing
+    (no required field, no "one of these" rule); the document says so from the same schema."""
+    schema = model.model_json_schema(mode="validation")
+    return not schema.get("required") and not any(k in schema for k in ("anyOf", "oneOf"))
+
+
 async def read_model(request: web.Request, model: type[M], optional: bool = False) -> M:
-    """The body validated as ``model``; an absent body is ``model()`` when ``optional``.
+    """The body validated as ``model`` in strict mode (no ``true`` or ``"5"`` for a number, no
+    ``5.5`` for an integer); an absent body is ``model()`` when the schema requires nothing.
 
     A model with a ``raw_json_fields`` class attribute keeps those members (payload, metadata,
     outputs) as the exact JSON text of the body: validated here, never re-encoded.
     """
     raw = await request.read()
-    if not raw.strip() and optional:
+    if not raw.strip() and (optional or body_optional(model)):
         return model()
     keep: frozenset[str] | None = getattr(model, "raw_json_fields", None)
     try:
         if keep is not None:
-            return model.model_validate(_decode_keeping(raw, keep))
-        if b"NaN" in raw or b"Infinity" in raw:
-            _refuse_non_finite(raw)
-        return model.model_validate_json(raw)
+            return model.model_validate(_integral(_decode_keeping(raw, keep)), strict=True)
+        try:
+            decoded = pydantic_core.from_json(raw, allow_inf_nan=False)
+        except ValueError:  # not JSON: pydantic's own error names the place
+            if b"NaN" in raw or b"Infinity" in raw:
+                _refuse_non_finite(raw)
+            return model.model_validate_json(raw, strict=True)
+        return model.model_validate(_integral(decoded), strict=True)
     except ValidationError as exc:
         raise BadRequest(f"invalid request body for {model.__name__}",
                          validation_details(exc)) from None
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: ``3.0`` is the integer 3 (as JSON Schema says), so a whole
+    float becomes an int before strict validation (an int is accepted where a float is)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def _decode_keeping(raw: bytes, keep: frozenset[str]) -> Any:

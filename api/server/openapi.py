@@ -9,14 +9,18 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from leasehold.api.server.routing import PUBLIC, REGISTRATION, Router, RouteSpec
+from leasehold.api.server.http import body_optional
+from leasehold.api.server.routing import PUBLIC, REGISTRATION, Param, Router, RouteSpec, shadows
 from leasehold.api.wire import ErrorBody
+from leasehold.scheduler.artifacts import NAME as ARTIFACT_NAME
+from leasehold.scheduler.keys import QUEUE_NAME
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"{(\w+)}")
 _DESCRIPTIONS = {
     400: "Invalid input", 401: "Missing or invalid token", 403: "Wrong role or not your lease",
-    404: "Unknown id", 409: "Lease lost or state conflict", 413: "Body too large",
+    404: "Unknown id", 405: "The path belongs to a route without this method",
+    409: "Lease lost or state conflict", 413: "Body too large",
     507: "Storage quota exceeded",
     429: "Rate limited", 503: "Redis unavailable or out of memory",
 }
@@ -29,7 +33,8 @@ class _Schemas:
     def of(self, annotation: Any, mode: Literal["validation", "serialization"] = "serialization"
            ) -> dict[str, Any]:
         """A schema for ``annotation``: a $ref for models (kept in components), else inline."""
-        schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
+        schema: dict[str, Any] = _standard(
+            TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode))
         self.components.update(schema.pop("$defs", {}))
         title = getattr(annotation, "__name__", None)
         if isinstance(annotation, type) and title and "properties" in schema:
@@ -38,21 +43,43 @@ class _Schemas:
         return schema
 
 
-def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
+_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+_NUMBER = [{"type": "integer"}, {"type": "number"}]
+
+
+def _standard(schema: Any) -> Any:
+    """Pydantic leaves a bound on a union (``int | float`` seconds) as ``gt``/``le``, which JSON
+    Schema ignores: they become the standard keywords, and ``int | float`` one number."""
+    if isinstance(schema, list):
+        return [_standard(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {_BOUNDS.get(key, key) if isinstance(value, int | float) else key: _standard(value)
+           for key, value in schema.items()}
+    if out.get("anyOf") == _NUMBER:
+        del out["anyOf"]
+        out["type"] = "number"
+    return out
+
+
+def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
+               ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": spec.summary,
         "operationId": spec.handler.__name__,
         "tags": [spec.tag],
         "responses": {},
     }
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-              for name in _PARAM.findall(spec.path)]
-    params += [{"name": name, "in": "query", "required": False, "description": text,
-                "schema": {"type": "string"}} for name, text in spec.query.items()]
+    params = [{"name": name, "in": "path", "required": True, "schema": schema}
+              for name, schema in _path_params(doc_path, spec, router)]
+    for name, given in spec.query.items():
+        param = given if isinstance(given, Param) else Param(given)
+        params.append({"name": name, "in": param.where, "required": param.required,
+                       "description": param.text, "schema": param.schema})
     if params:
         op["parameters"] = params
     if spec.body is not None:
-        op["requestBody"] = {"required": True, "content": {
+        op["requestBody"] = {"required": not body_optional(spec.body), "content": {
             "application/json": {"schema": schemas.of(spec.body, "validation")}}}
     binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     if spec.raw_body:
@@ -65,7 +92,10 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
     for status in (spec.status, *spec.also):
         op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)
-    for status in sorted(set(spec.errors) | _implied_errors(spec)):
+    implied = _implied_errors(spec)
+    if any(shadows(other.path, spec.path) for other in router.specs):
+        implied.add(405)  # a path a more specific route owns (GET /api/workers/heartbeat)
+    for status in sorted(set(spec.errors) | implied):
         op["responses"][str(status)] = {
             "description": _DESCRIPTIONS.get(status, "Error"),
             "content": {"application/json": {"schema": error_ref}}}
@@ -76,6 +106,33 @@ def _operation(spec: RouteSpec, schemas: _Schemas) -> dict[str, Any]:
         op["description"] = "Roles: " + ", ".join(roles) + (
             " (or a registration token)" if REGISTRATION in spec.roles else "")
     return op
+
+
+# Path parameters the server checks by shape (anything else is an id: unknown ids are 404).
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "queue": {"type": "string", "pattern": QUEUE_NAME.pattern},
+    "name": {"type": "string", "pattern": ARTIFACT_NAME.pattern},
+}
+
+
+def _path_params(doc_path: str, spec: RouteSpec, router: Router
+                 ) -> list[tuple[str, dict[str, Any]]]:
+    """Each parameter of ``doc_path`` with its schema; a segment that a more specific route
+    owns (``/api/workers/heartbeat`` for ``/api/workers/{id}``) is not a value of it."""
+    segments = spec.path.strip("/").split("/")
+    names = dict(zip(_PARAM.findall(spec.path), _PARAM.findall(doc_path), strict=True))
+    found = []
+    for index, segment in enumerate(segments):
+        match = _PARAM.fullmatch(segment)
+        if match is None:
+            continue
+        schema = dict(PATH_SCHEMAS.get(match.group(1), {"type": "string", "minLength": 1}))
+        owned = sorted({other.path.strip("/").split("/")[index] for other in router.specs
+                        if shadows(other.path, spec.path)})
+        if owned:
+            schema["not"] = {"enum": owned}
+        found.append((names[match.group(1)], schema))
+    return found
 
 
 def _implied_errors(spec: RouteSpec) -> set[int]:
@@ -95,8 +152,11 @@ def _implied_errors(spec: RouteSpec) -> set[int]:
 def build(router: Router, version: str) -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
+    shapes: dict[str, str] = {}  # /api/jobs/{}/logs -> the first template of that shape
     for spec in router.specs:
-        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, schemas)
+        doc_path = shapes.setdefault(_PARAM.sub("{}", spec.path), spec.path)
+        paths.setdefault(doc_path, {})[spec.method.lower()] = _operation(
+            spec, doc_path, router, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Leasehold", "version": version,

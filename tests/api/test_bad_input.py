@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from leasehold.scheduler.config import Settings
 from tests.api.conftest import MakeApi
-from tests.api.harness import NO_BODY, snapshot
+from tests.api.harness import NO_BODY, Api, snapshot
 
 JOB = "default.AAAAAAAAAAAAAAAAAAAAAA"
 BAD_JOB_SPECS: list[Any] = [
@@ -110,3 +110,23 @@ async def test_bad_requests_change_nothing_in_redis(
     assert await snapshot(redis, settings.namespace) == before
     statuses = {status for _, _, status, _ in refused}
     assert {400, 404, 409, 413} <= statuses, refused
+
+
+async def test_request_bodies_are_strictly_typed_and_bodies_required_when_the_document_says_so(
+        api: Api) -> None:
+    """No bool or string stands in for a number; an integer is still a number; a body with a
+    required field cannot be left out, and one without may be (as /openapi.json says)."""
+    for bad in ({"unique_ttl_secs": False}, {"priority": "5"}, {"priority": True},
+                {"priority": 5.5}):
+        reply = await api.post("/api/jobs", bad)
+        assert reply.status == 400 and reply.body["error"] == "invalid_request", bad
+    assert (await api.post("/api/jobs", {"command": "true", "lease_ttl_secs": 30,
+                            "unique_ttl_secs": 0})).status \
+        in (200, 201)
+    document = (await api.get("/openapi.json", token=None)).body
+    tokens = document["paths"]["/api/tokens"]["post"]["requestBody"]
+    assert tokens["required"] is True
+    assert (await api.post("/api/tokens")).status == 400
+    regs = document["paths"]["/api/registration-tokens"]["post"]["requestBody"]
+    assert regs["required"] is False
+    assert (await api.post("/api/registration-tokens")).status == 201

@@ -24,7 +24,7 @@ async def test_400_names_the_problem_with_pydantic_details(api: Api) -> None:
     wrong_type = await api.post("/api/jobs", {"command": "x", "priority": "high"})
     assert wrong_type.status == 400
     assert [d["loc"] for d in wrong_type.body["details"]] == [["priority"]]
-    assert wrong_type.body["details"][0]["type"] == "int_parsing"
+    assert wrong_type.body["details"][0]["type"] == "int_type"  # never parsed from a string
 
     unknown = await api.post("/api/jobs", {"command": "x", "colour": "red"})
     assert unknown.status == 400

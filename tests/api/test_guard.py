@@ -113,3 +113,15 @@ async def test_with_auth_off_a_loopback_server_ignores_rebound_host_names(open_a
     local = await open_api.post("/api/jobs", {"command": "x"}, headers={
         "Host": "localhost:8080", "Origin": "http://localhost:8080"})
     assert local.status == 201, local.text
+
+
+async def test_a_request_without_credentials_always_gets_401_never_429(make_api: MakeApi) -> None:
+    """Sending no token guesses nothing: past the limit it still learns it must authenticate."""
+    api = await make_api(auth_failures_per_minute=2)
+    for n in range(3):
+        assert (await api.get("/api/queues", token=f"lha_guess{n}")).status in (401, 429)
+    assert (await api.get("/api/queues", token="lha_guess")).status == 429
+    for _ in range(5):
+        missing = await api.get("/api/queues", token=None)
+        assert missing.status == 401 and missing.body["error"] == "unauthorized"
+        assert missing.headers["WWW-Authenticate"] == "Bearer"

@@ -18,8 +18,10 @@ async def test_openapi_document_is_valid_and_lists_every_route(api: Api) -> None
     document = reply.body
     assert document["openapi"].startswith("3.1")
     validate(document)
-    for spec in router.specs:
-        operation = document["paths"][spec.path][spec.method.lower()]
+    shapes = {re.sub(r"{\w+}", "{}", path): path for path in document["paths"]}
+    for spec in router.specs:  # routes of one shape (/api/jobs/{id|lease_id}/logs) share a path
+        operation = document["paths"][shapes[re.sub(r"{\w+}", "{}", spec.path)]][
+            spec.method.lower()]
         assert str(spec.status) in operation["responses"], (spec.method, spec.path)
         if spec.roles:
             assert "security" not in operation or operation["security"], spec.path
@@ -48,3 +50,38 @@ async def test_docs_use_only_local_assets(api: Api) -> None:
     bundle = await api.get("/docs/static/swagger-ui-bundle.js", token=None)
     assert bundle.status == 200 and "javascript" in bundle.headers["Content-Type"]
     assert len(bundle.text) > 100_000 and "SwaggerUIBundle" in bundle.text
+
+
+async def test_the_document_states_what_the_server_enforces(api: Api) -> None:
+    document = (await api.get("/openapi.json", token=None)).body
+    schemas = document["components"]["schemas"]
+    assert schemas["TokenRequest"]["properties"]["role"]["enum"] == [
+        "admin", "submitter", "viewer", "metrics"]
+    assert (await api.post("/api/tokens", {"role": "root", "name": "x"})).status == 400
+    assert "worker_id" in schemas["ClaimRequest"]["required"]
+    assert "admin token" in schemas["ClaimRequest"]["properties"]["worker_id"]["description"]
+    events = {p["name"]: p for p in document["paths"]["/api/events"]["get"]["parameters"]}
+    assert not re.match(events["queue"]["schema"]["pattern"], "")
+    assert (await api.get("/api/events?queue=")).status == 400
+    ticket = re.compile(schemas["TicketRequest"]["properties"]["path"]["pattern"])
+    for spec in router.specs:
+        concrete = re.sub(r"{\w+}", "x1", spec.path)
+        assert bool(ticket.search(concrete)) == spec.sse, spec.path
+    bounds = schemas["RateLimit"]["properties"]["per_secs"]
+    assert bounds["exclusiveMinimum"] == 0 and bounds["type"] == "number"
+    listing = {p["name"]: p for p in document["paths"]["/api/jobs"]["get"]["parameters"]}
+    assert listing["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+    assert "queued" in listing["status"]["schema"]["enum"]
+
+
+async def test_allow_lists_the_methods_the_route_serves(api: Api) -> None:
+    """A literal segment owns its path: /api/workers/heartbeat is not worker "heartbeat"."""
+    document = (await api.get("/openapi.json", token=None)).body
+    for path, methods in (("/api/workers/heartbeat", "POST"), ("/api/jobs/claim", "POST"),
+                          ("/api/jobs/j1/logs", "GET,POST"), ("/api/workflows/sample", "POST")):
+        reply = await api.call("OPTIONS", path)
+        assert reply.status == 405 and reply.headers["Allow"] == methods, path
+    assert (await api.get("/api/workers/heartbeat")).status == 405
+    worker_id = document["paths"]["/api/workers/{id}"]["get"]["parameters"][0]["schema"]
+    assert set(worker_id["not"]["enum"]) == {"heartbeat", "register"}
+    assert set(document["paths"]["/api/jobs/{lease_id}/logs"]) == {"get", "post"}
