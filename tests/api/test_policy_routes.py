@@ -30,8 +30,8 @@ async def test_a_token_limited_to_a_gets_403_for_queue_b_on_every_route(api: Api
     submitter = await _limited(api, "submitter", ["a"])
     job = f"/api/jobs/{in_b['id']}"
     await _forbidden(await submitter.post("/api/jobs", {"queue": "b", "command": "x"}))
-    await _forbidden(await submitter.post("/api/jobs/bulk", {"jobs": [{"queue": "a", "command": "x"},
-                                                                      {"queue": "b", "command": "x"}]}))
+    both = [{"queue": "a", "command": "x"}, {"queue": "b", "command": "x"}]
+    await _forbidden(await submitter.post("/api/jobs/bulk", {"jobs": both}))
     await _forbidden(await submitter.get(job))
     await _forbidden(await submitter.get("/api/jobs", params={"queue": "b"}))
     await _forbidden(await submitter.get(job + "/logs"))
