@@ -27,6 +27,7 @@ from leasehold.scheduler.logs import (
     SubscriberTooSlow,
     check_entry_id,
 )
+from leasehold.scheduler.masking import mask
 from leasehold.scheduler.models import Strict
 
 StreamName = Literal["stdout", "stderr", "system"]
@@ -82,13 +83,25 @@ class TicketIssued(BaseModel):
               errors=(400, 401, 403, 409, 413))
 async def push_logs(request: web.Request) -> web.Response:
     body = await read_model(request, LogPush)
+    chunks = await _masked(request, request.match_info["lease_id"], body.new_chunks())
     try:
         result = await request.app[SERVICES].logs.append(
-            request.match_info["lease_id"], principal(request).lease_owner, body.new_chunks())
+            request.match_info["lease_id"], principal(request).lease_owner, chunks)
     except LogTooLarge as exc:
         return error_response(413, exc.code, exc.message, request, extra=exc.details)
     return respond(LogPushed(appended=result.appended, dropped=result.dropped,
                              last_id=result.last_id), 202)
+
+
+async def _masked(request: web.Request, lease_id: str, chunks: list[NewChunk]) -> list[NewChunk]:
+    """The chunks with the job's secret values as ``***`` (the agent masks them already; this
+    catches any other client)."""
+    scheduler = request.app[SERVICES].scheduler
+    job_id, q = scheduler.lease_target(lease_id)
+    texts = await scheduler.secrets.masks_for(lease_id, job_id, q)
+    for chunk in chunks if texts else []:
+        chunk.data = mask(chunk.data, texts)
+    return chunks
 
 
 @router.route("GET", "/api/jobs/{id}/logs", roles=READERS, tag="logs", response=list[LogChunk],
