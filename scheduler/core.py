@@ -94,10 +94,10 @@ class Scheduler(SchedulerReads):
         if len(queues) > 1:
             raise errors.InvalidArgument("all jobs of one bulk request must share a queue")
         queue = specs[0].queue
+        sealed = [[RECORD_FIELD, await self.secrets.sealed_for(queue, spec.secrets)]
+                  if spec.secrets else [] for spec in specs]  # refused before anything is written
         await self.remember_queue(queue)
         extra = [item for kv in (extra_fields or {}).items() for item in kv]
-        sealed = [[RECORD_FIELD, await self.secrets.sealed_for(queue, spec.secrets)]
-                  if spec.secrets else [] for spec in specs]
         encoded = [[*self._encode(spec, new_job_id(queue)), *extra, *more]
                    for spec, more in zip(specs, sealed, strict=True)]
         if schedule:
