@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -219,7 +219,7 @@ async def _assert_not_in_redis(redis_url: str, namespace: str) -> None:
         keys = [key async for key in raw.scan_iter(match=f"*{namespace}*", count=1000)]
         assert any(b"secrets" in key for key in keys)
         for key in keys:
-            kind = (await raw.type(key)).decode()
+            kind = cast(bytes, await raw.type(key)).decode()
             blobs: list[Any] = [await raw.dump(key)]
             if kind == "hash":
                 blobs.append(await raw.hgetall(key))
