@@ -28,7 +28,8 @@ SKIPPED_PATHS = re.compile(r"/stream$|^/api/events$")  # endless SSE responses
 async def served(settings: Settings) -> AsyncIterator[str]:
     """The app on a real port (schemathesis speaks HTTP through requests)."""
     app = create_app(settings.model_copy(update={
-        "admin_token": ADMIN, "auth": True, "auth_failures_per_minute": 1_000_000}))
+        "admin_token": ADMIN, "auth": True, "auth_failures_per_minute": 1_000_000,
+        "secrets_key": "q9uG3O1kV6Q0b3nA2cM3dY1wJ8pVb5rZ0hN4tL7sE2k="}))
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     port = free_port()
