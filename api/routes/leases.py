@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from leasehold.api.routes import lifecycle
+from leasehold.api.routes.secrets import masked
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.http import principal, read_model, respond
 from leasehold.api.server.routing import WORKERS, router
@@ -123,7 +124,8 @@ async def fail(request: web.Request) -> web.Response:
     body = await read_model(request, Fail)
     scheduler, owner = request.app[SERVICES].scheduler, principal(request).lease_owner
     with lifecycle.lease_call("job_failed", request.match_info["lease_id"], owner) as event:
-        outcome = await scheduler.fail(event["lease_id"], body.error, owner, body.retryable)
+        error = (await masked(request, event["lease_id"], [body.error]))[0]
+        outcome = await scheduler.fail(event["lease_id"], error, owner, body.retryable)
         event["will_retry"] = outcome.will_retry
         lifecycle.record_run(event, "retry" if outcome.will_retry else "failure", outcome.run_ms)
     return respond(FailReply(will_retry=outcome.will_retry, retry_at_ms=outcome.retry_at_ms))
@@ -210,7 +212,8 @@ async def batch_fail(request: web.Request) -> web.Response:
     async def act(lease_id: str) -> LeaseResult:
         item = items[lease_id]
         with lifecycle.lease_call("job_failed", lease_id, owner) as event:
-            outcome = await scheduler.fail(lease_id, item.error, owner, item.retryable)
+            error = (await masked(request, lease_id, [item.error]))[0]
+            outcome = await scheduler.fail(lease_id, error, owner, item.retryable)
             event["will_retry"] = outcome.will_retry
             lifecycle.record_run(event, "retry" if outcome.will_retry else "failure",
                                  outcome.run_ms)

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from pydantic import BaseModel, ConfigDict, Field
 
+from leasehold.api.routes.secrets import masked
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.errors import error_response
 from leasehold.api.server.http import principal, query_int, read_model, respond
@@ -27,7 +28,6 @@ from leasehold.scheduler.logs import (
     SubscriberTooSlow,
     check_entry_id,
 )
-from leasehold.scheduler.masking import mask
 from leasehold.scheduler.models import Strict
 
 StreamName = Literal["stdout", "stderr", "system"]
@@ -94,13 +94,9 @@ async def push_logs(request: web.Request) -> web.Response:
 
 
 async def _masked(request: web.Request, lease_id: str, chunks: list[NewChunk]) -> list[NewChunk]:
-    """The chunks with the job's secret values as ``***`` (the agent masks them already; this
-    catches any other client)."""
-    scheduler = request.app[SERVICES].scheduler
-    job_id, q = scheduler.lease_target(lease_id)
-    texts = await scheduler.secrets.masks_for(lease_id, job_id, q)
-    for chunk in chunks if texts else []:
-        chunk.data = mask(chunk.data, texts)
+    for chunk, data in zip(chunks, await masked(request, lease_id, [c.data for c in chunks]),
+                           strict=True):
+        chunk.data = data
     return chunks
 
 

@@ -7,11 +7,21 @@ from aiohttp import web
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.http import read_model, respond
 from leasehold.api.server.routing import ADMIN, router
+from leasehold.scheduler.masking import mask
 from leasehold.scheduler.secrets import SecretInfo, SecretSpec, SecretStore
 
 
 def _store(request: web.Request) -> SecretStore:
     return request.app[SERVICES].scheduler.secrets
+
+
+async def masked(request: web.Request, lease_id: str, texts: list[str]) -> list[str]:
+    """``texts`` a worker sent for a lease's job (log chunks, a failure's error) with the job's
+    secret values as ``***``: the agent masks them already; this catches any other client."""
+    scheduler = request.app[SERVICES].scheduler
+    job_id, q = scheduler.lease_target(lease_id)
+    secrets = await scheduler.secrets.masks_for(lease_id, job_id, q)
+    return [mask(text, secrets) for text in texts] if secrets else texts
 
 
 @router.route("PUT", "/api/secrets/{name}", roles=ADMIN, tag="secrets", body=SecretSpec,

@@ -235,3 +235,21 @@ async def _assert_not_in_redis(redis_url: str, namespace: str) -> None:
                 assert all(plain.encode() not in b for b in blobs if isinstance(b, bytes))
     finally:
         await raw.aclose()
+
+
+async def test_a_failure_message_echoing_a_value_is_stored_masked(make_api: MakeApi) -> None:
+    api = await _api(make_api)
+    await _store(api)
+    worker = await api.register("w-fail")
+    job = await api.submit(queue="deploy", command="x", secrets=["deploy-token", "db"],
+                           retry_policy={"max_retries": 1})
+    lease = (await worker.claim(queues=["deploy"]))["lease"]["lease_id"]
+    failed = await worker.post(f"/api/jobs/{lease}/fail",
+                               {"error": f"auth {TOKEN} refused", "retryable": True})
+    assert failed.status == 200
+    assert (await api.job(job["id"]))["error"] == "auth *** refused"
+    lease = (await worker.claim(queues=["deploy"]))["lease"]["lease_id"]
+    batch = await worker.post("/api/leases/fail", {"failures": [
+        {"lease_id": lease, "error": f"{USER} / {PASSWORD}"}]})
+    assert batch.status == 200 and batch.body["results"][0]["ok"]
+    assert (await api.job(job["id"]))["error"] == "*** / ***"
