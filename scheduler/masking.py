@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
-import orjson
 from pydantic import JsonValue
 
 MASK = "***"
@@ -19,7 +19,9 @@ def env_name(name: str) -> str:
 
 def env_value(value: JsonValue) -> str:
     """A string secret as itself, an object secret as its JSON text."""
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    # json, not orjson: an object may hold integers past 64 bits
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
+                                                           ensure_ascii=False)
 
 
 def masked_texts(values: Iterable[JsonValue]) -> list[str]:

@@ -10,6 +10,7 @@ it, never those already queued; retries of a job get the value it was submitted 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import OrderedDict
@@ -62,8 +63,12 @@ class SecretSpec(Strict):
     @field_validator("value")
     @classmethod
     def _bounded(cls, value: str | dict[str, JsonValue]) -> str | dict[str, JsonValue]:
-        if len(orjson.dumps(value)) > MAX_VALUE_BYTES:
+        if len(_dumps(value)) > MAX_VALUE_BYTES:
             raise ValueError(f"is larger than {MAX_VALUE_BYTES} bytes")
+        try:
+            orjson.dumps(value)  # the claim reply is encoded with orjson
+        except TypeError:
+            raise ValueError("holds an integer that does not fit in 64 bits") from None
         return value
 
 
@@ -91,11 +96,11 @@ class Sealer:
         return cls(keys)
 
     def seal(self, value: JsonValue) -> str:
-        return self._fernet.encrypt(orjson.dumps(value)).decode()
+        return self._fernet.encrypt(_dumps(value)).decode()
 
     def open(self, token: str) -> JsonValue:
         try:
-            return cast(JsonValue, orjson.loads(self._fernet.decrypt(token.encode())))
+            return cast(JsonValue, json.loads(self._fernet.decrypt(token.encode())))
         except InvalidToken:
             raise SecretUnreadable("a secret cannot be decrypted with LEASEHOLD_SECRETS_KEY or "
                                    "LEASEHOLD_SECRETS_KEY_PREVIOUS") from None
@@ -221,6 +226,11 @@ class SecretStore:
             except WatchError:
                 return False
         return True
+
+
+def _dumps(value: JsonValue) -> bytes:
+    """A value's JSON (json, not orjson: an object may hold integers past 64 bits)."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _check_name(name: str) -> None:

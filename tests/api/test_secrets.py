@@ -53,7 +53,9 @@ async def test_admin_stores_lists_and_deletes_secrets_never_reading_a_value_back
     bad_name = await api.put("/api/secrets/no%20spaces", {"value": TOKEN})
     bad_body = await api.put("/api/secrets/x", {"value": TOKEN, "queues": "deploy"})
     bad_value = await api.put("/api/secrets/x", {"value": [TOKEN]})
-    for reply in (bad_name, bad_body, bad_value):
+    huge = await api.put("/api/secrets/x", data='{"value": {"n": 123456789012345678901234567890}}',
+                         headers={"Content-Type": "application/json"})
+    for reply in (bad_name, bad_body, bad_value, huge):
         assert reply.status == 400 and TOKEN not in reply.text, reply.text
 
     _, submitter = await api.api_token("submitter")
