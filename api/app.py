@@ -17,6 +17,7 @@ from leasehold.api.routes import (  # noqa: F401
     ops,
     results,
     schedules,
+    secrets,
     ui,
     workers,
     workflows,

@@ -149,6 +149,7 @@ def job_from_record(record: dict[str, str]) -> Job:
         started_at_ms=_int(record, "started_at_ms"),
         finished_at_ms=_int(record, "finished_at_ms"),
         delayed_until_ms=_int(record, "delayed_until_ms") or 0,
+        secrets=sorted(_json(record, "secrets")) if record.get("secrets") else None,
         webhook_deliveries=(_json(record, "webhook_deliveries") or [])
         if record.get("webhook_url") else None,
     )

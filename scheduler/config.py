@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -112,6 +113,24 @@ class Settings(BaseSettings):
     reaper_stale_secs: float = Field(
         default=30.0, gt=0, le=86400, validation_alias=_env("REAPER_STALE_SECS")
     )
+
+    secrets_key: str | None = Field(default=None, validation_alias=_env("SECRETS_KEY"))
+    secrets_key_previous: str | None = Field(
+        default=None, validation_alias=_env("SECRETS_KEY_PREVIOUS")
+    )
+
+    @field_validator("secrets_key", "secrets_key_previous")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        for key in (value or "").split(","):
+            if key.strip():
+                try:
+                    Fernet(key.strip())
+                except ValueError:
+                    raise ValueError("must be Fernet keys (url-safe base64 of 32 bytes), "
+                                     "comma-separated; `leasehold secrets keygen` makes one"
+                                     ) from None
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from leasehold.scheduler.models import (
 from leasehold.scheduler.rawjson import RawJson
 from leasehold.scheduler.reads import SchedulerReads
 from leasehold.scheduler.scripts import Reply, Scripts, raise_for
+from leasehold.scheduler.secrets import RECORD_FIELD, Sealer, SecretStore
 
 MAX_CLAIM = 100
 MAX_BULK = 1000
@@ -51,6 +53,8 @@ class ClaimBatch:
     next_due_ms: int | None = None  # Redis time when a job (or a rate window) is next due
     now_ms: int | None = None  # Redis time of the claim
     paused: bool = False
+    # leased jobs whose secrets this process cannot open (no key, or a key no longer set)
+    unreadable: list[tuple[Claim, errors.SchedulerError]] = field(default_factory=list)
 
 
 class Scheduler(SchedulerReads):
@@ -63,6 +67,8 @@ class Scheduler(SchedulerReads):
         self._known_queues: dict[str, float] = {}
         # Told the duration (s) and result of every claim call; the API feeds its histograms.
         self.claim_observer: Callable[[float, ClaimBatch], None] | None = None
+        self.secrets = SecretStore(redis, self.keys.global_prefix,
+                                   Sealer.from_settings(self.settings))
 
     async def start(self) -> None:
         await self.scripts.load()
@@ -89,9 +95,12 @@ class Scheduler(SchedulerReads):
         if len(queues) > 1:
             raise errors.InvalidArgument("all jobs of one bulk request must share a queue")
         queue = specs[0].queue
+        sealed = [[RECORD_FIELD, await self.secrets.sealed_for(queue, spec.secrets)]
+                  if spec.secrets else [] for spec in specs]  # refused before anything is written
         await self.remember_queue(queue)
         extra = [item for kv in (extra_fields or {}).items() for item in kv]
-        encoded = [[*self._encode(spec, new_job_id(queue)), *extra] for spec in specs]
+        encoded = [[*self._encode(spec, new_job_id(queue)), *extra, *more]
+                   for spec, more in zip(specs, sealed, strict=True)]
         if schedule:
             encoded = [[*job, "schedule", schedule] for job in encoded]
         reply = await self.scripts.enqueue(self.queue_keys(queue), encoded, now_ms,
@@ -188,18 +197,28 @@ class Scheduler(SchedulerReads):
                 self.settings.reap_batch, now_ms,
                 codec.ms(self.settings.default_lease_ttl_secs))
             self._read_claim(reply, batch)
+        for claim, exc in batch.unreadable:
+            with contextlib.suppress(errors.LeaseLost):
+                await self.fail(claim.lease.lease_id, exc.message, worker_id)
         if self.claim_observer is not None:
             self.claim_observer(time.perf_counter() - started, batch)
         return batch
 
-    @staticmethod
-    def _read_claim(reply: Reply, batch: ClaimBatch) -> None:
+    def _read_claim(self, reply: Reply, batch: ClaimBatch) -> None:
         status = reply[0]
         if status == "OK":
             for flat in reply[1:]:
                 record = codec.pairs(flat)
-                batch.claims.append(Claim(job=codec.job_from_record(record),
-                                          lease=codec.lease_from_record(record)))
+                claim = Claim(job=codec.job_from_record(record),
+                              lease=codec.lease_from_record(record))
+                if record.get(RECORD_FIELD):
+                    try:
+                        claim.secrets = self.secrets.open_record(record[RECORD_FIELD])
+                    except errors.SchedulerError as exc:
+                        batch.unreadable.append((claim, exc))
+                        continue
+                    self.secrets.remember_masks(claim.lease.lease_id, claim.secrets)
+                batch.claims.append(claim)
             return
         batch.now_ms = int(reply[2])
         batch.paused = batch.paused or status == "PAUSED"

@@ -12,6 +12,7 @@ from leasehold.scheduler.rawjson import EMPTY_OBJECT, RawJson, RawObject
 
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern, examples=["default"])]
 Label = Annotated[str, Field(min_length=1, max_length=128)]
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["deploy-key"])]
 MAX_SECS = 366 * 86400
 # Scripts do arithmetic on times as Lua doubles and Redis stores them with %.17g: past 1e17
 # a time would come back in exponent notation. 1e15 ms is well past any real schedule.
@@ -120,6 +121,9 @@ class JobSpec(Strict):
     metadata: RawObject = Field(default_factory=lambda: RawObject(EMPTY_OBJECT),
                                 description="a JSON object, kept byte for byte")
     verification: Verification | None = None
+    secrets: list[SecretName] = Field(
+        default_factory=list, max_length=32,
+        description="secrets the lease holder's claim reply carries (never a job read)")
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobSpec:
@@ -176,6 +180,8 @@ class Job(BaseModel):
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
     delayed_until_ms: int = 0
+    secrets: list[str] | None = Field(
+        default=None, description="names of the secrets its claim carries (never their values)")
     webhook_deliveries: list[WebhookDelivery] | None = Field(
         default=None, description="each webhook delivery attempt of a job submitted with "
         "result mode webhook (null for other jobs)")
@@ -197,6 +203,9 @@ class Lease(BaseModel):
 class Claim(BaseModel):
     job: Job
     lease: Lease
+    secrets: dict[str, JsonValue] | None = Field(
+        default=None, description="name -> value of the secrets the job names (null if none); "
+        "only the lease holder's claim reply carries them")
 
 
 class Heartbeat(BaseModel):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from leasehold import __version__
 from leasehold.api.app import create_app
+from leasehold.api.cli import secrets as secrets_cli
 from leasehold.api.cli import token as token_cli
 from leasehold.api.cli import webhooks as webhooks_cli
 from leasehold.api.cli.reaper import run_reaper
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     token_cli.add_parser(commands, _Help)
+    secrets_cli.add_parser(commands, _Help)
     webhooks_cli.add_parser(commands, _Help)
     return parser
 

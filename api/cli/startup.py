@@ -46,7 +46,7 @@ def _setting_name(loc: str, flags: dict[str, str]) -> str:
 
 
 def _shown(field_name: str, value: Any) -> str:
-    if field_name in _SECRET_FIELDS or "TOKEN" in field_name:
+    if field_name in _SECRET_FIELDS or "TOKEN" in field_name or "SECRET" in field_name:
         return "(hidden)"
     if "REDIS_URL" in field_name or field_name == "--redis-url":
         return repr(redacted(str(value)))

@@ -22,6 +22,7 @@ from leasehold.api.fleet.client import (
     Unauthorized,
     backoff_delay,
 )
+from leasehold.scheduler.masking import StreamMasker, env_name, env_value, mask, masked_texts
 from leasehold.scheduler.models import Claim
 
 log = structlog.get_logger("leasehold.agent")
@@ -59,14 +60,32 @@ class _Slot:
     lost: bool = False
     task: asyncio.Task[None] | None = None
     push_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one log push at a time
+    masked: list[str] = field(default_factory=list)  # the job's secret texts, shown as ***
+    maskers: dict[str, StreamMasker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.masked = masked_texts((self.claim.secrets or {}).values())
 
     @property
     def lease_id(self) -> str:
         return self.claim.lease.lease_id
 
     def add_line(self, stream: str, line: str) -> None:
+        if self.masked:
+            masker = self.maskers.setdefault(stream, StreamMasker(self.masked))
+            line, piece = masker.feed(line), line
+            if piece and not line:
+                return  # all of it may begin a secret: held until the next piece
         self.pending.append({"data": line, "stream": stream, "sequence": self.seq})
         self.seq += 1
+
+    def end_output(self) -> None:
+        """Passes on what the maskers held back: the output ended without completing a value."""
+        for stream, masker in self.maskers.items():
+            rest = masker.end()
+            if rest:
+                self.pending.append({"data": rest, "stream": stream, "sequence": self.seq})
+                self.seq += 1
 
 
 class Agent:
@@ -213,8 +232,11 @@ class Agent:
                 env = {**os.environ, "LEASEHOLD_JOB_ID": job.id,
                        "LEASEHOLD_ATTEMPT": str(job.attempt),
                        "LEASEHOLD_OUTPUTS": str(outputs_path)}
+                for name, value in (slot.claim.secrets or {}).items():
+                    env[env_name(name)] = env_value(value)
                 slot.process = await JobProcess.start(job.command, env, slot.add_line)
                 code = await slot.process.wait()
+                slot.end_output()
                 await self._flush_logs(slot)
                 await self._report(slot, code, outputs_path)
         except LeaseLost as exc:
@@ -235,7 +257,7 @@ class Agent:
                                                 next_claim=self._next_claim())
             log.info("job_completed", job_id=job.id, lease_id=slot.lease_id)
         else:
-            tail = "\n".join(slot.process.tail) if slot.process else ""
+            tail = mask("\n".join(slot.process.tail), slot.masked) if slot.process else ""
             retryable = code not in self.config.non_retryable_exit_codes
             reply = await self.client.fail(slot.lease_id, f"exit code {code}\n{tail}"[-8000:],
                                            retryable=retryable, next_claim=self._next_claim())

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from leasehold.api.routes import lifecycle
+from leasehold.api.routes.secrets import masked
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.http import principal, read_model, respond
 from leasehold.api.server.routing import WORKERS, router
@@ -228,7 +229,8 @@ async def fail(request: web.Request) -> web.Response:
     lease_id = request.match_info["lease_id"]
     nxt = await _next_for(request, body.next, [lease_id])
     with lifecycle.lease_call("job_failed", lease_id, owner) as event:
-        outcome = await services.scheduler.fail(lease_id, body.error, owner, body.retryable)
+        error = (await masked(request, lease_id, [body.error]))[0]
+        outcome = await services.scheduler.fail(lease_id, error, owner, body.retryable)
         event["will_retry"] = outcome.will_retry
         if outcome.replayed:
             event["replayed"] = True
@@ -351,8 +353,10 @@ async def batch_fail(request: web.Request) -> web.Response:
     items = {item.lease_id: item for item in body.failures}
     nxt = await _next_for(request, body.next, list(items))
     # One fail script per lease, all in one round trip.
+    texts = {lease_id: (await masked(request, lease_id, [item.error]))[0]
+             for lease_id, item in items.items()}  # a secret echoed in an error is not stored
     outcomes = await many.fail_many(scheduler, [
-        (lease_id, item.error, item.retryable) for lease_id, item in items.items()], owner)
+        (lease_id, texts[lease_id], item.retryable) for lease_id, item in items.items()], owner)
 
     async def act(lease_id: str) -> LeaseResult:
         with lifecycle.lease_call("job_failed", lease_id, owner) as event:

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from leasehold.api.routes.secrets import masked
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.errors import error_response
 from leasehold.api.server.http import principal, query_int, read_model, respond
@@ -97,13 +98,21 @@ class TicketIssued(BaseModel):
               errors=(400, 401, 403, 409, 413))
 async def push_logs(request: web.Request) -> web.Response:
     body = await read_model(request, LogPush)
+    chunks = await _masked(request, request.match_info["lease_id"], body.new_chunks())
     try:
         result = await request.app[SERVICES].logs.append(
-            request.match_info["lease_id"], principal(request).lease_owner, body.new_chunks())
+            request.match_info["lease_id"], principal(request).lease_owner, chunks)
     except LogTooLarge as exc:
         return error_response(413, exc.code, exc.message, request, extra=exc.details)
     return respond(LogPushed(appended=result.appended, dropped=result.dropped,
                              last_id=result.last_id), 202)
+
+
+async def _masked(request: web.Request, lease_id: str, chunks: list[NewChunk]) -> list[NewChunk]:
+    for chunk, data in zip(chunks, await masked(request, lease_id, [c.data for c in chunks]),
+                           strict=True):
+        chunk.data = data
+    return chunks
 
 
 @router.route("GET", "/api/jobs/{id}/logs", roles=READERS, tag="logs", response=list[LogChunk],

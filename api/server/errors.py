@@ -11,6 +11,7 @@ from aiohttp import web
 from leasehold.api.server.appkeys import ROUTER
 from leasehold.api.server.http import REQUEST_ID, BadRequest
 from leasehold.scheduler import errors
+from leasehold.scheduler.secrets import SecretsDisabled
 
 log = structlog.get_logger("leasehold.api")
 
@@ -28,6 +29,7 @@ STATUS: dict[type[errors.SchedulerError], int] = {
     errors.JobAlreadyExists: 409,
     errors.RateLimited: 429,
     errors.ScriptContractError: 500,
+    SecretsDisabled: 503,
 }
 
 _HTTP_CODES = {
@@ -63,7 +65,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
                               extra={"details": exc.details})
     except errors.SchedulerError as exc:
         status = status_of(exc)
-        if status >= 500:
+        if status == 500:
             log.error("script_contract_broken", error=exc.message)
             return error_response(500, "internal_error", "internal error", request)
         details = {k: v for k, v in exc.details.items() if k not in ("lease_id",)}

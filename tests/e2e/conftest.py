@@ -27,6 +27,8 @@ from leasehold.scheduler.models import Job, JobStatus
 from tests.processes import Child, children, leasehold
 from tests.redis_server import free_port
 
+SECRETS_KEY = "n5yQXnq1m3Y7q2bZ8Gf4vK0sR6tW9pL1cE3hJ5uA7dM="
+
 
 @dataclass
 class Service:
@@ -50,7 +52,7 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     admin_token = "lha_" + secrets.token_urlsafe(24)
     env = {**os.environ, "LEASEHOLD_REDIS_URL": redis_url, "LEASEHOLD_NAMESPACE": namespace,
            "LEASEHOLD_ADMIN_TOKEN": admin_token, "LEASEHOLD_REAP_INTERVAL_SECS": "0.2",
-           "LEASEHOLD_LOG_LEVEL": "warning"}
+           "LEASEHOLD_LOG_LEVEL": "warning", "LEASEHOLD_SECRETS_KEY": SECRETS_KEY}
     url = f"http://127.0.0.1:{port}"
     with children() as procs:
         serve = leasehold(["serve", "--port", str(port)], env, log_dir, "serve")
