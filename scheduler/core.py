@@ -218,6 +218,8 @@ class Scheduler(SchedulerReads):
                         batch.unreadable.append((claim, exc))
                         continue
                     self.secrets.remember_masks(claim.lease.lease_id, claim.secrets)
+                else:  # nothing to mask in this lease's logs or errors: no read to learn it
+                    self.secrets.remember_masks(claim.lease.lease_id, {})
                 batch.claims.append(claim)
             return
         batch.now_ms = int(reply[2])

@@ -341,6 +341,14 @@ async def _batch_reply(request: web.Request, results: LeaseResults, nxt: _Next |
     return respond({"results": results.model_dump()["results"], "claims": claims})
 
 
+async def _masked_error(request: web.Request, lease_id: str, error: str) -> str:
+    """A batch item's error with its job's secrets masked; an unknown lease fails on its own."""
+    try:
+        return (await masked(request, lease_id, [error]))[0]
+    except errors.SchedulerError:
+        return error
+
+
 @router.route("POST", "/api/leases/fail", roles=WORKERS, tag="worker protocol", body=BatchFail,
               response=LeaseResults | LeaseResultsNext,
               summary="Fail many leases in one request, each fenced on its own; with next, "
@@ -353,7 +361,7 @@ async def batch_fail(request: web.Request) -> web.Response:
     items = {item.lease_id: item for item in body.failures}
     nxt = await _next_for(request, body.next, list(items))
     # One fail script per lease, all in one round trip.
-    texts = {lease_id: (await masked(request, lease_id, [item.error]))[0]
+    texts = {lease_id: await _masked_error(request, lease_id, item.error)
              for lease_id, item in items.items()}  # a secret echoed in an error is not stored
     outcomes = await many.fail_many(scheduler, [
         (lease_id, texts[lease_id], item.retryable) for lease_id, item in items.items()], owner)
