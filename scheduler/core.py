@@ -28,13 +28,13 @@ from leasehold.scheduler.models import (
     Job,
     JobSpec,
     JobStatus,
-    Lease,
     QueueLimits,
     QueueStats,
     Submitted,
 )
 from leasehold.scheduler.rawjson import RawJson
 from leasehold.scheduler.reads import SchedulerReads
+from leasehold.scheduler.replies import fail_outcome, finished_of, heartbeat_of
 from leasehold.scheduler.scripts import Reply, Scripts, raise_for
 from leasehold.scheduler.secrets import RECORD_FIELD, Sealer, SecretStore
 
@@ -265,7 +265,7 @@ class Scheduler(SchedulerReads):
                                             codec.dumps(outputs or {}), now_ms,
                                             verification or "")
         raise_for(reply, lease_id=lease_id)
-        return _finished(reply)
+        return finished_of(reply)
 
     async def complete_claim(
         self, lease_id: str, worker_id: str, outputs: Mapping[str, Any] | RawJson | None,
@@ -290,7 +290,7 @@ class Scheduler(SchedulerReads):
         self._read_claim(reply[1], batch)
         if self.claim_observer is not None:
             self.claim_observer(time.perf_counter() - started, batch)
-        return _finished(reply[0]), batch
+        return finished_of(reply[0]), batch
 
     async def complete_many(
         self,
@@ -321,7 +321,7 @@ class Scheduler(SchedulerReads):
             except errors.SchedulerError as exc:
                 found[lease_id] = exc
                 continue
-            found[lease_id] = _finished(reply)
+            found[lease_id] = finished_of(reply)
         return found
 
     async def fail(
@@ -375,33 +375,3 @@ class Scheduler(SchedulerReads):
             await self.redis.publish(q.prefix + "ready", WAKE_ALL)  # limits may now allow claims
         return await self.queue_stats(queue)
 
-
-def heartbeat_of(reply: Reply, lease_id: str, job_id: str) -> Heartbeat:
-    """The heartbeat script's OK reply."""
-    _, expires, ttl, granted, attempt, cancelled, owner, name, workflow_id = reply
-    return Heartbeat(
-        lease=Lease(lease_id=lease_id, job_id=name or job_id, workflow_id=workflow_id or None,
-                    worker_id=owner or "",
-                    ttl_secs=codec.secs(int(ttl)), granted_at_ms=int(granted),
-                    expires_at_ms=int(expires), attempt=int(attempt)),
-        cancelled=bool(int(cancelled)),
-    )
-
-
-def fail_outcome(reply: Reply) -> FailOutcome:
-    """The fail script's reply that is not an error."""
-    replayed = reply[0] == "REPLAYED"
-    if replayed:
-        reply = [*reply[1:], 0]  # {kind, due}: the run time was observed the first time
-    run_ms = int(reply[2] or 0)
-    if reply[0] == "RETRY":
-        return FailOutcome(will_retry=True, retry_at_ms=int(reply[1]), run_ms=run_ms,
-                           replayed=replayed)
-    return FailOutcome(will_retry=False, run_ms=run_ms, replayed=replayed)
-
-
-def _finished(reply: Reply) -> Finished:
-    """``{"OK", run_ms}`` or ``{"REPLAYED", "OK", ""}`` of the complete script."""
-    if reply[0] == "REPLAYED":
-        return Finished(run_ms=0, replayed=True)  # metrics observed the first reply
-    return Finished(run_ms=int(reply[1]))

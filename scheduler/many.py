@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from leasehold.scheduler import codec, errors
-from leasehold.scheduler.core import Scheduler, fail_outcome, heartbeat_of
+from leasehold.scheduler.core import Scheduler
 from leasehold.scheduler.keys import QueueKeys
 from leasehold.scheduler.models import FailOutcome, Heartbeat
+from leasehold.scheduler.replies import fail_outcome, heartbeat_of
 from leasehold.scheduler.scripts import Reply, raise_for
 
 T = TypeVar("T")
