@@ -36,23 +36,7 @@
 -- @include finish
 -- @include fence
 -- @include quorum
+-- @include complete
 
-local P = prefix_of(KEYS[1])
-local ctx = {P = P, now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
-local job_id, lease_id, worker_id, outputs = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-
-local job_key = P .. "job:" .. job_id
-local verdict = fence(ctx, job_key, lease_id, worker_id)
-if verdict ~= "OK" then
-  return replay(job_key, "complete", lease_id, worker_id) or {verdict}
-end
-
-local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
-local vote = quorum_vote(ctx, job_key, job_id, ARGV[7] or "")
-if vote then return {"OK", run_ms, vote} end
-redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
-finish(ctx, job_key, job_id, "success", "running")
-redis.call("ZREM", KEYS[2], job_id)
--- dependants that became ready wake waiting claims like any submit
-wake(ctx)
-return {"OK", run_ms}
+local ctx = {P = prefix_of(KEYS[1]), now = clock(ARGV[1]), maxlen = num(ARGV[2], "events_maxlen")}
+return complete_lease(ctx, KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] or "")

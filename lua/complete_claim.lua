@@ -48,6 +48,7 @@
 -- @include finish
 -- @include fence
 -- @include quorum
+-- @include complete
 -- @include upstream
 -- @include rate
 -- @include claim
@@ -63,19 +64,7 @@ local args = {worker_id = ARGV[8], worker_labels = cjson.decode(ARGV[9]),
 for i = 13, #ARGV do args.tokens[#args.tokens + 1] = ARGV[i] end
 
 local function finish_lease()
-  local job_key = P .. "job:" .. job_id
-  local verdict = fence(ctx, job_key, lease_id, worker_id)
-  if verdict ~= "OK" then
-    return replay(job_key, "complete", lease_id, worker_id) or {verdict}
-  end
-  local run_ms = ctx.now - (tonumber(redis.call("HGET", job_key, "started_at_ms")) or ctx.now)
-  local vote = quorum_vote(ctx, job_key, job_id, ARGV[7] or "")
-  if vote then return {"OK", run_ms, vote} end
-  redis.call("HSET", job_key, "outputs", outputs, "lease_state", "completed", "progress", 100)
-  finish(ctx, job_key, job_id, "success", "running")
-  redis.call("ZREM", KEYS[2], job_id)
-  wake(ctx)
-  return {"OK", run_ms}
+  return complete_lease(ctx, KEYS[2], job_id, lease_id, worker_id, outputs, ARGV[7] or "")
 end
 
 local done = finish_lease()
