@@ -186,6 +186,11 @@ class TokenStore:
                          worker_id=record.get("worker_id", ""),
                          queues=_queues(record.get("queues", "")))
 
+    async def is_registration_token(self, token: str) -> bool:
+        """Whether ``token`` is a live registration token (registration re-checks and consumes
+        it atomically); lets a registration route refuse a bad token before reading its body."""
+        return bool(await self.redis.exists(self.keys.regtoken(digest(token))))
+
     async def create_registration_token(
         self, ttl_secs: float, uses: int, queues: list[str] | None = None,
     ) -> tuple[str, str, int]:

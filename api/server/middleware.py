@@ -89,7 +89,8 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
                               "<token> (or X-Worker-ID and X-Worker-Token)", request,
                               headers={"WWW-Authenticate": "Bearer"})
     found = await request.app[SERVICES].tokens.authenticate(token)
-    if found is None and REGISTRATION in spec.roles:
+    if (found is None and REGISTRATION in spec.roles
+            and await request.app[SERVICES].tokens.is_registration_token(token)):
         request[REGISTRATION_TOKEN] = token
         response = await handler(request)
         return response
