@@ -26,20 +26,24 @@ POOL_TIMEOUT_SECS = 10.0  # how long a request waits for a free connection, as o
 _HOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("holding_slot", default=False)
 
 
+LONG_LIVED = 2  # pub/sub connections an API process keeps open: wake-ups, auth invalidations
+
+
 class BoundedCluster(RedisCluster):
     """A Cluster client whose commands wait for a connection instead of failing.
 
     redis-py's Cluster pool raises MaxConnectionsError when a node's ``max_connections`` are
     all busy. Each command or pipeline uses at most one connection per node, so letting at most
-    ``max_connections - 1`` of them run at once keeps every node's pool from running dry (one
-    connection per node stays for the long-lived pub/sub of wake-ups); the others wait, up to
-    ``POOL_TIMEOUT_SECS``, like the blocking pool of a single node.
+    ``max_connections - LONG_LIVED`` of them run at once keeps every node's pool from running dry
+    (the long-lived subscriptions of an API process — wake-ups and auth invalidations — may all
+    sit on one node); the others wait, up to ``POOL_TIMEOUT_SECS``, like the blocking pool of a
+    single node.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         per_node = int(kwargs.get("max_connections", 100))
-        self._slots = asyncio.Semaphore(max(1, per_node - 1))
+        self._slots = asyncio.Semaphore(max(1, per_node - LONG_LIVED))
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
