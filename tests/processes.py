@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from tests.redis_server import free_port
+
 BIN = Path(sys.executable).parent / "leasehold"
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECS = 20.0
@@ -133,6 +135,21 @@ class Child:
 def leasehold(args: list[str], env: dict[str, str], log_dir: Path, name: str) -> Child:
     """Starts ``leasehold <args>``."""
     return Child([str(BIN), *args], env, log_dir, name)
+
+
+def serve_processes(procs: list[Child], env: dict[str, str], log_dir: Path,
+                    *flags: str, count: int = 2) -> list[str]:
+    """Starts ``count`` ``leasehold serve`` processes (``serve-a``, ``serve-b``...) on free
+    ports, appended to ``procs``; returns their URLs once every one is ready."""
+    urls = []
+    for n in range(count):
+        port = free_port()
+        procs.append(leasehold(["serve", *flags, "--port", str(port)], env, log_dir,
+                               f"serve-{chr(ord('a') + n)}"))
+        urls.append(f"http://127.0.0.1:{port}")
+    for child, url in zip(procs[-count:], urls, strict=True):
+        child.wait_ready(url)
+    return urls
 
 
 @contextlib.contextmanager

@@ -15,8 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.processes import children, leasehold
-from tests.redis_server import free_port
+from tests.processes import children, serve_processes
 
 ADMIN = "lha_test-admin-token-for-two-processes"
 
@@ -27,13 +26,7 @@ def two_apis(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
            "LEASEHOLD_NAMESPACE": f"ac{uuid.uuid4().hex[:10]}", "LEASEHOLD_LOG_FORMAT": "json",
            "LEASEHOLD_AUTH_CACHE_SECS": "30"}
     with children() as procs:
-        urls = []
-        for name in ("serve-a", "serve-b"):
-            port = free_port()
-            procs.append(leasehold(["serve", "--port", str(port)], env, tmp_path, name))
-            urls.append(f"http://127.0.0.1:{port}")
-        for child, url in zip(procs, urls, strict=True):
-            child.wait_ready(url)
+        urls = serve_processes(procs, env, tmp_path)
         yield urls[0], urls[1]
 
 

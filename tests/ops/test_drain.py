@@ -14,8 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.processes import children, leasehold
-from tests.redis_server import free_port
+from tests.processes import children, serve_processes
 
 
 @pytest.fixture
@@ -23,14 +22,7 @@ def two_apis(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     env = {**os.environ, "LEASEHOLD_REDIS_URL": redis_url,
            "LEASEHOLD_NAMESPACE": f"dr{uuid.uuid4().hex[:10]}", "LEASEHOLD_LOG_FORMAT": "json"}
     with children() as procs:
-        urls = []
-        for name in ("serve-a", "serve-b"):
-            port = free_port()
-            procs.append(leasehold(["serve", "--no-auth", "--port", str(port)], env, tmp_path,
-                                   name))
-            urls.append(f"http://127.0.0.1:{port}")
-        for child, url in zip(procs, urls, strict=True):
-            child.wait_ready(url)
+        urls = serve_processes(procs, env, tmp_path, "--no-auth")
         yield urls[0], urls[1]
 
 

@@ -15,8 +15,7 @@ import aiohttp
 import pytest
 
 from tests.ops.scrape import Samples, family, parse, value
-from tests.processes import Child, children, leasehold
-from tests.redis_server import free_port
+from tests.processes import Child, children, leasehold, serve_processes
 
 SHARED = ("leasehold_jobs_submitted_total", "leasehold_jobs_claimed_total",
           "leasehold_jobs_retried_total", "leasehold_leases_expired_total",
@@ -37,14 +36,7 @@ def fleet(redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
            "LEASEHOLD_REAP_INTERVAL_SECS": "0.2", "LEASEHOLD_LOG_FORMAT": "json",
            "LEASEHOLD_LOG_LEVEL": "info"}
     with children() as procs:
-        urls = []
-        for name in ("serve-a", "serve-b"):
-            port = free_port()
-            child = leasehold(["serve", "--no-auth", "--port", str(port)], env, tmp_path, name)
-            procs.append(child)
-            urls.append(f"http://127.0.0.1:{port}")
-        for child, url in zip(procs, urls, strict=True):
-            child.wait_ready(url)
+        urls = serve_processes(procs, env, tmp_path, "--no-auth")
         procs.append(leasehold(["reaper"], env, tmp_path, "reaper"))
         yield Fleet(urls, procs)
 

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from leasehold.scheduler.keys import Keyspace
-from tests.processes import children, leasehold
+from tests.processes import children, leasehold, serve_processes
 from tests.redis_server import free_port
 
 
@@ -31,14 +31,7 @@ async def test_submit_rate_is_exact_across_two_api_processes(redis_url: str,
                                                              tmp_path: Path) -> None:
     env = _env(redis_url)
     with children() as procs:
-        urls = []
-        for name in ("serve-a", "serve-b"):
-            port = free_port()
-            procs.append(leasehold(["serve", "--no-auth", "--port", str(port)], env, tmp_path,
-                                   name))
-            urls.append(f"http://127.0.0.1:{port}")
-        for child, url in zip(procs, urls, strict=True):
-            child.wait_ready(url)
+        urls = serve_processes(procs, env, tmp_path, "--no-auth")
         async with aiohttp.ClientSession() as session:
             async with session.put(urls[0] + "/api/queues/limited", json={
                     "submit_rate": {"limit": 50, "per_secs": 120}}) as resp:
