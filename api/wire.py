@@ -106,8 +106,9 @@ class NextClaim(Strict):
     """A claim made for the same worker after a lease call finishes its job (one request per
     job); ``queues`` defaults to the finished job's queue, ``labels`` to the worker's own."""
 
-    worker_id: str | None = Field(default=None, max_length=128,
-                                  description="an admin names the worker it claims for")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_worker_id_required)
+
+    worker_id: str | None = Field(default=None, max_length=128)
     labels: list[Label] = Field(default_factory=list, max_length=64)
     queues: list[QueueName] | None = Field(default=None, min_length=1, max_length=16)
     lease_ttl_secs: Ttl | None = None

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     auth_cache_secs: float = Field(default=5.0, ge=0, le=60,
                                    validation_alias=_env("AUTH_CACHE_SECS"))
     allow_insecure: bool = Field(default=False, validation_alias=_env("ALLOW_INSECURE"))
+    # The longest one request is held open: long-poll claims answer empty, sync results 202 and
+    # event streams end (their client resumes with Last-Event-ID) by then; unset: no cap.
+    max_hold_secs: float | None = Field(default=None, gt=0, le=3600,
+                                        validation_alias=_env("MAX_HOLD_SECS"))
     reap_interval_secs: float = Field(
         default=1.0, gt=0, le=3600,
         validation_alias=_env("REAP_INTERVAL_SECS", "REAP_INTERVAL_SECS"),

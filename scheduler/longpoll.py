@@ -194,7 +194,8 @@ class ReadyWaiters:
         later one under the same id) or the process's shutdown ends the wait with no claims.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(wait_secs, MAX_WAIT_SECS)
+        hold = self.scheduler.settings.max_hold_secs or MAX_WAIT_SECS
+        deadline = loop.time() + min(wait_secs, MAX_WAIT_SECS, hold)
         group = f"{','.join(queues)}|{','.join(sorted(set(labels)))}"
         worker = f"{worker_id}@{registered_at_ms}"
         while True:

@@ -52,13 +52,9 @@ class FixedParams(Strict):
 
 class ExponentialParams(Strict):
     base_secs: Secs = Field(gt=0, le=MAX_SECS)
-    max_secs: Secs = Field(gt=0, le=MAX_SECS, description="at least base_secs")
-
-    @model_validator(mode="after")
-    def _cap_not_below_base(self) -> ExponentialParams:
-        if self.max_secs < self.base_secs:
-            raise ValueError("max_secs must be >= base_secs")
-        return self
+    max_secs: Secs = Field(gt=0, le=MAX_SECS, description="the longest wait: retry r waits "
+                           "min(base_secs * 2^(r-1), max_secs), so a cap below base_secs is "
+                           "every wait")
 
 
 class FixedBackoff(Strict):
@@ -87,22 +83,26 @@ class Verification(Strict):
     max_votes: int | None = Field(
         default=None, ge=1, le=1000,
         description="completions after which a job without quorum fails (default 2*count+1; "
-        "at least count)")
-
-    @model_validator(mode="after")
-    def _room_for_quorum(self) -> Verification:
-        if self.max_votes is not None and self.max_votes < self.count:
-            raise ValueError("max_votes must be >= count")
-        return self
+        "a value below count counts as count)")
 
     @property
     def vote_cap(self) -> int:
-        return self.max_votes if self.max_votes is not None else 2 * self.count + 1
+        return max(self.max_votes, self.count) if self.max_votes is not None else 2 * self.count + 1
+
+
+def _not_both(first: str, second: str, first_type: str, second_type: str) -> dict[str, Any]:
+    """A schema rule: ``first`` and ``second`` are not both given (null is not given)."""
+    return {"not": {"required": [first, second], "properties": {
+        first: {"type": first_type}, second: {"type": second_type}}}}
+
+
+ONE_START_TIME = _not_both("run_at_ms", "delay_secs", "integer", "number")
 
 
 class JobSpec(Strict):
     """What a producer submits. Server-owned fields (status, attempt, ...) are refused."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_START_TIME)
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
 
     queue: QueueName = "default"
@@ -135,7 +135,7 @@ class JobSpec(Strict):
 class RunnableJobSpec(JobSpec):
     """A job submitted to run now: it needs a ``command``, a ``payload``, or both."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={**ONE_START_TIME, "anyOf": [
         {"required": ["command"], "properties": {"command": {"type": "string"}}},
         {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}}]})
 
@@ -246,6 +246,9 @@ class ReapReport(BaseModel):
 
 class QueueLimits(Strict):
     """Settings of one queue an operator may change."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_both(
+        "rate_limit", "claim_rate", "object", "object"))
 
     paused: bool | None = None
     max_running: int | None = Field(default=None, ge=0, le=1_000_000)

@@ -13,10 +13,10 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import ClassVar, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import structlog
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from leasehold.scheduler import codec, errors
@@ -28,6 +28,21 @@ log = structlog.get_logger("leasehold.schedules")
 
 MAX_SCHEDULES = 10_000
 SCHEDULE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+ZONES = sorted(available_timezones())
+_ZONE_SET = frozenset(ZONES)
+
+
+def _cron_field(number: str) -> str:
+    item = rf"(\*|(?:{number})(?:-(?:{number}))?)(?:/[1-9][0-9]?)?"
+    return rf"{item}(?:,{item})*"
+
+
+_MINUTE = _cron_field(r"[0-5]?[0-9]")
+# minute hour day-of-month month day-of-week [second]: numbers, ranges, lists and steps (every
+# string it matches is a cron expression croniter reads; names like MON are not taken).
+CRON = (rf"^{_MINUTE} {_cron_field(r'[01]?[0-9]|2[0-3]')} "
+        rf"{_cron_field(r'0?[1-9]|[12][0-9]|3[01]')} {_cron_field(r'0?[1-9]|1[0-2]')} "
+        rf"{_cron_field(r'[0-7]')}(?: {_MINUTE})?$")
 
 
 class ScheduleSpec(Strict):
@@ -39,13 +54,16 @@ class ScheduleSpec(Strict):
         {"required": ["every_secs"], "properties": {"every_secs": {"type": "number"}}}]})
 
     id: str = Field(pattern=SCHEDULE_ID.pattern, examples=["nightly-report"])
-    cron: str | None = Field(default=None, max_length=256, examples=["0 3 * * *"],
-                             description="a cron expression (5 fields, or 6 with seconds)")
+    cron: str | None = Field(default=None, max_length=256, pattern=CRON, examples=["0 3 * * *"],
+                             description="a cron expression: minute hour day-of-month month "
+                             "day-of-week, and optionally seconds; numbers, ranges, lists and "
+                             "/steps (a day that never comes, like 31 2, never runs)")
     every_secs: Secs | None = Field(default=None, ge=1, le=MAX_SECS,
                                     description="an interval; the first run is one interval "
                                     "after the schedule's creation")
-    timezone: str | None = Field(default=None, max_length=64, examples=["Europe/Paris"],
-                                 description="the time zone of cron (default UTC)")
+    timezone: str | None = Field(default=None, examples=["Europe/Paris"],
+                                 json_schema_extra={"enum": [*ZONES, None]},
+                                 description="the IANA time zone of cron (default UTC)")
     job: JobSpec
 
     @field_validator("cron")
@@ -58,11 +76,8 @@ class ScheduleSpec(Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError("is not a known IANA time zone") from None
+        if value is not None and value not in _ZONE_SET:
+            raise ValueError("is not a known IANA time zone")
         return value
 
     @model_validator(mode="after")
@@ -79,7 +94,10 @@ class ScheduleSpec(Strict):
             return created_ms + k * period if k >= 1 else None
         zone = ZoneInfo(self.timezone or "UTC")
         start = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
-        prev = croniter(cast(str, self.cron), start).get_prev(datetime)
+        try:
+            prev = croniter(cast(str, self.cron), start).get_prev(datetime)
+        except CroniterBadDateError:  # a day that never comes (31 February)
+            return None
         at = int(prev.timestamp() * 1000)
         return at if at > created_ms else None
 
@@ -102,7 +120,7 @@ class Schedules:
     async def create(self, spec: ScheduleSpec) -> Schedule:
         redis = self.scheduler.redis
         if await redis.hlen(self.key) >= MAX_SCHEDULES:
-            raise errors.InvalidArgument(f"at most {MAX_SCHEDULES} schedules")
+            raise errors.Conflict(f"at most {MAX_SCHEDULES} schedules: delete one first")
         schedule = Schedule(**dict(spec), created_at_ms=await self.scheduler.now_ms())
         if not await redis.hsetnx(self.key, spec.id, codec.dumps(schedule.model_dump())):
             raise errors.Conflict("a schedule with this id exists", schedule_id=spec.id)

@@ -166,10 +166,10 @@ class SecretStore:
         for name, text in zip(wanted, texts, strict=True):
             record = orjson.loads(text) if text else None
             if record is None:
-                raise errors.InvalidArgument(f"no secret named {name}", secret=name)
+                raise errors.Conflict(f"no secret named {name}", secret=name)
             if record["queues"] is not None and queue not in record["queues"]:
-                raise errors.InvalidArgument(f"secret {name} may not be used in queue {queue}",
-                                             secret=name, queue=queue)
+                raise errors.Conflict(f"secret {name} may not be used in queue {queue}",
+                                      secret=name, queue=queue)
             sealed[name] = record["value"]
         return orjson.dumps(sealed).decode()
 

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    RootModel,
+    ValidationError,
+    field_validator,
+)
 
 from leasehold.scheduler import errors
 from leasehold.scheduler.models import Label, QueueName, RetryPolicy
@@ -46,7 +54,7 @@ class WorkflowDef(BaseModel):
 
 # -- the JSON API shape: {"name", "trigger"?, "queue"?, "jobs": [{"id", "command", ...}]} --------
 
-class _ApiJob(BaseModel):
+class WorkflowJobListItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: NodeId
     name: str | None = None
@@ -71,18 +79,18 @@ class _ApiJob(BaseModel):
     attempt: JsonValue = None
 
 
-class _ApiWorkflow(BaseModel):
+class WorkflowJobList(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=256)
     trigger: JsonValue = None
     queue: QueueName = "default"
-    jobs: list[_ApiJob] = Field(max_length=MAX_JOBS)
+    jobs: list[WorkflowJobListItem] = Field(max_length=MAX_JOBS)
     id: JsonValue = None  # a workflow-graph client may echo an id back; the server assigns its own
 
 
 # -- the YAML/JSON definition format: {"name", "on", "env", "jobs": {id: {needs, run|steps}}} --
 
-class _Step(BaseModel):
+class WorkflowStep(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str | None = None
     name: str | None = None
@@ -91,12 +99,16 @@ class _Step(BaseModel):
     if_: JsonValue = Field(default=None, alias="if")
 
 
-class _SeedJob(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class WorkflowFileJob(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True,
+        json_schema_extra={"anyOf": [
+            {"required": ["run"], "properties": {"run": {"type": "string"}}},
+            {"required": ["steps"], "properties": {"steps": {"type": "array", "minItems": 1}}}]})
     name: str | None = None
     needs: str | list[str] = Field(default_factory=list)
     run: str | None = None
-    steps: list[_Step] | None = None
+    steps: list[WorkflowStep] | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     labels: list[Label] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=1000)
@@ -115,13 +127,19 @@ class _SeedJob(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
-class _SeedWorkflow(BaseModel):
+class WorkflowFile(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = Field(min_length=1, max_length=256)
     on: JsonValue = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    jobs: dict[NodeId, _SeedJob] = Field(default_factory=dict, max_length=MAX_JOBS)
+    jobs: dict[NodeId, WorkflowFileJob] = Field(default_factory=dict, max_length=MAX_JOBS)
     queue: QueueName = "default"
+
+
+class WorkflowDocument(RootModel[WorkflowJobList | WorkflowFile]):
+    """A workflow definition as posted: the JSON API shape (``jobs`` a list) or the definition
+    file shape (``jobs`` a mapping), as JSON or YAML. The server also refuses what a schema
+    cannot say: a duplicate job id, an unknown dependency, a cycle, a job naming another queue."""
 
 
 def _exports(env: dict[str, EnvValue]) -> list[str]:
@@ -133,7 +151,7 @@ def _shell_word(value: EnvValue) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def _flatten(node_id: str, job: _SeedJob, global_env: dict[str, EnvValue]) -> str:
+def _flatten(node_id: str, job: WorkflowFileJob, global_env: dict[str, EnvValue]) -> str:
     """One shell command: global, then job env as exports, then the run or each bannered step."""
     parts = _exports(global_env) + _exports(job.env)
     if job.run is not None:
@@ -146,7 +164,7 @@ def _flatten(node_id: str, job: _SeedJob, global_env: dict[str, EnvValue]) -> st
     return " && ".join(parts)
 
 
-def _from_seed(raw: _SeedWorkflow) -> WorkflowDef:
+def _from_seed(raw: WorkflowFile) -> WorkflowDef:
     nodes = []
     for node_id, job in raw.jobs.items():
         if job.run is None and not job.steps:
@@ -161,7 +179,7 @@ def _from_seed(raw: _SeedWorkflow) -> WorkflowDef:
     return WorkflowDef(name=raw.name, trigger=raw.on, queue=raw.queue, jobs=nodes)
 
 
-def _from_api(raw: _ApiWorkflow) -> WorkflowDef:
+def _from_api(raw: WorkflowJobList) -> WorkflowDef:
     nodes, seen = [], set()
     for job in raw.jobs:
         if job.id in seen:
@@ -251,9 +269,9 @@ def parse(document: Any) -> WorkflowDef:
         raise errors.InvalidArgument("a workflow definition must be a mapping with name and jobs")
     try:
         if isinstance(document.get("jobs"), list):
-            definition = _from_api(_ApiWorkflow.model_validate(document))
+            definition = _from_api(WorkflowJobList.model_validate(document, strict=True))
         else:
-            definition = _from_seed(_SeedWorkflow.model_validate(document))
+            definition = _from_seed(WorkflowFile.model_validate(document, strict=True))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -78,7 +78,7 @@ async def wait_terminal(request: web.Request, job: Job, wait_secs: float) -> Job
     """The job as it is when it ends, or when ``wait_secs`` run out."""
     scheduler = request.app[SERVICES].scheduler
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_secs
+    deadline = loop.time() + min(wait_secs, request.app[SETTINGS].max_hold_secs or wait_secs)
     delay = SYNC_POLL_SECS
     while not job.status.terminal and loop.time() < deadline:
         await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))

@@ -21,7 +21,7 @@ from leasehold.api.server.routing import (
     router,
 )
 from leasehold.scheduler.models import JobStatus
-from leasehold.scheduler.workflow_defs import load_document, parse
+from leasehold.scheduler.workflow_defs import WorkflowDocument, load_document, parse
 from leasehold.scheduler.workflows import RunSummary, WorkflowView
 
 
@@ -71,7 +71,8 @@ async def list_workflows(request: web.Request) -> web.Response:
 
 
 @router.route("POST", "/api/workflows", roles=PRODUCERS, tag="workflows", response=WorkflowView,
-              status=201, summary="Create a workflow from JSON ({name, jobs: [...]}) or a "
+              status=201, body=WorkflowDocument, yaml_body=True,
+              summary="Create a workflow from JSON ({name, jobs: [...]}) or a "
               "workflow-graph definition (JSON or YAML with Content-Type application/yaml)",
               errors=(400, 401, 403, 413))
 async def create_workflow(request: web.Request) -> web.Response:

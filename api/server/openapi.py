@@ -79,8 +79,10 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
     if params:
         op["parameters"] = params
     if spec.body is not None:
+        body_schema = {"schema": schemas.of(spec.body, "validation")}
         op["requestBody"] = {"required": not body_optional(spec.body), "content": {
-            "application/json": {"schema": schemas.of(spec.body, "validation")}}}
+            "application/json": body_schema,
+            **({"application/yaml": body_schema} if spec.yaml_body else {})}}
     binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     if spec.raw_body:
         op["requestBody"] = {"required": True, "content": binary}

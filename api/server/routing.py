@@ -68,6 +68,7 @@ class RouteSpec:
     also: tuple[int, ...] = ()  # other success statuses, with the same body as ``status``
     raw_body: bool = False  # takes raw bytes of any Content-Type, streamed (no size limit here)
     raw_response: bool = False  # answers raw bytes of the stored Content-Type
+    yaml_body: bool = False  # ``body`` may also come as YAML (Content-Type application/yaml)
 
 
 class Router:
@@ -94,10 +95,11 @@ class Router:
         also: tuple[int, ...] = (),
         raw_body: bool = False,
         raw_response: bool = False,
+        yaml_body: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             spec = RouteSpec(method, path, handler, roles, summary, tag, body, response, status,
-                             query or {}, errors, sse, also, raw_body, raw_response)
+                             query or {}, errors, sse, also, raw_body, raw_response, yaml_body)
             self.specs.append(spec)
             self._by_handler[handler] = spec
             return handler

@@ -1,5 +1,6 @@
 """Server-sent events on aiohttp-sse: the ``: keep-alive`` comment; at shutdown every stream gets
-``event: shutdown`` and ends (its client resumes with Last-Event-ID on another process)."""
+``event: shutdown`` and ends (its client resumes with Last-Event-ID on another process); with
+LEASEHOLD_MAX_HOLD_SECS a stream gets ``event: reconnect`` and ends when that time has passed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
+from leasehold.api.server.appkeys import SETTINGS
 from leasehold.api.server.metrics import SSE_CONNECTIONS
 
 KEEP_ALIVE_SECS = 15.0
@@ -24,6 +26,8 @@ class KeepAliveResponse(EventSourceResponse):
 
     _handler: asyncio.Task[object] | None = None
     _shut_down = False
+    _hold: asyncio.TimerHandle | None = None
+    _ending: asyncio.Task[None] | None = None
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         self._handler = asyncio.current_task()
@@ -31,12 +35,21 @@ class KeepAliveResponse(EventSourceResponse):
         if isinstance(request, web.Request):
             live: weakref.WeakSet[KeepAliveResponse] = request.app[LIVE_RESPONSES]
             live.add(self)
+            hold = request.app[SETTINGS].max_hold_secs
+            if hold is not None:
+                self._hold = asyncio.get_running_loop().call_later(hold, self._end_held)
         return writer
 
-    async def end_for_shutdown(self) -> None:
-        """Sends ``event: shutdown`` (no id: the client's Last-Event-ID stays that of the last
-        entry it got), then ends the handler, which returns its response normally."""
-        event = f"event: shutdown{self._sep}data: {{}}{self._sep}{self._sep}".encode()
+    def _end_held(self) -> None:
+        """LEASEHOLD_MAX_HOLD_SECS passed: ``event: reconnect``, then the stream ends."""
+        if self._handler is not None and not self._handler.done():
+            self._ending = asyncio.create_task(self.end_for_shutdown("reconnect"))
+
+    async def end_for_shutdown(self, event_name: str = "shutdown") -> None:
+        """Sends ``event: shutdown`` (or ``reconnect``; no id: the client's Last-Event-ID stays
+        that of the last entry it got), then ends the handler, which returns its response
+        normally."""
+        event = f"event: {event_name}{self._sep}data: {{}}{self._sep}{self._sep}".encode()
         with contextlib.suppress(TimeoutError, ConnectionResetError, RuntimeError, OSError):
             async with asyncio.timeout(SHUTDOWN_SEND_SECS):
                 await self.write(event)
@@ -49,7 +62,11 @@ class KeepAliveResponse(EventSourceResponse):
         task = asyncio.current_task()
         if self._shut_down and task is not None and task is self._handler and task.cancelling():
             task.uncancel()
-        await super().wait()
+        try:
+            await super().wait()
+        finally:
+            if self._hold is not None:
+                self._hold.cancel()
 
     @property
     def handler(self) -> asyncio.Task[object] | None:

@@ -122,7 +122,7 @@ async def test_dedup_refuses_the_duplicate(api: Api) -> None:
         _, first = await tt(api, "POST", "/task/submit", task(project, "a", **key), MANAGER)
         assert first["ok"], first
         status, again = await tt(api, "POST", "/task/submit", task(project, "b", **key), MANAGER)
-        assert status == 400 and not again["ok"] and "already exists" in again["message"]
+        assert status == 409 and not again["ok"] and "already exists" in again["message"]
     status, both = await tt(api, "POST", "/task/submit",
                             task(project, "c", hash_u64=1, unique_string="x"), MANAGER)
     assert status == 400 and not both["ok"]
@@ -204,12 +204,12 @@ async def test_credentials_and_bad_input_change_nothing(
         ("POST", "/task/submit", task(project, "x", max_retries=-1), MANAGER, 400),
         ("POST", "/task/bulk_submit", {"requests": []}, MANAGER, 400),
         ("POST", "/task/bulk_submit", {"requests": [task(project, "a"), task(999, "b")]},
-         MANAGER, 400),
+         MANAGER, 404),
         ("POST", "/task/release", {"task_id": task_id, "result": 0}, other, 403),
         ("POST", "/task/release", {"task_id": task_id, "result": 7}, worker, 400),
         ("POST", "/task/release", {"task_id": "nope", "result": 0}, worker, 404),
         ("POST", "/project/create", {"name": "bad name!"}, MANAGER, 400),
-        ("POST", "/project/create", {"name": "guarded"}, MANAGER, 400),
+        ("POST", "/project/create", {"name": "guarded"}, MANAGER, 409),
         ("POST", "/project/create", {"name": "mine"}, worker, 403),
         ("POST", f"/project/update/{project}", {"name": "guarded", "paused": True}, worker, 403),
         ("GET", "/project/get/12345", None, MANAGER, 404),

@@ -89,15 +89,16 @@ async def test_a_secret_unknown_or_not_allowed_in_the_queue_is_refused_and_nothi
     await _store(api)
     namespace = api.app[SETTINGS].namespace
     before = await snapshot(redis, namespace)
-    for body in ({"queue": "other", "command": "x", "secrets": ["db"]},
-                 {"queue": "deploy", "command": "x", "secrets": ["nope"]},
-                 {"queue": "deploy", "command": "x", "secrets": ["bad name!"]}):
+    # a bad name is a bad body (400); an unknown or unusable secret is the store's state (409)
+    for body, status in (({"queue": "other", "command": "x", "secrets": ["db"]}, 409),
+                         ({"queue": "deploy", "command": "x", "secrets": ["nope"]}, 409),
+                         ({"queue": "deploy", "command": "x", "secrets": ["bad name!"]}, 400)):
         reply = await api.post("/api/jobs", body)
-        assert reply.status == 400, reply.text
+        assert reply.status == status, reply.text
     bulk = await api.post("/api/jobs/bulk", {"jobs": [
         {"queue": "other", "command": "ok", "secrets": ["deploy-token"]},
         {"queue": "other", "command": "bad", "secrets": ["db"]}]})
-    assert bulk.status == 400 and "may not be used in queue other" in bulk.body["message"]
+    assert bulk.status == 409 and "may not be used in queue other" in bulk.body["message"]
     assert await snapshot(redis, namespace) == before
     assert (await api.post("/api/jobs", {"queue": "deploy", "command": "x",
                                           "secrets": ["db", "deploy-token"]})).status == 201
@@ -188,7 +189,7 @@ async def test_the_value_appears_nowhere_but_the_holders_claim(
         assert tail.status == 202
         # error bodies: a lost lease, a bad body, an unknown secret
         assert (await worker.post(f"/api/jobs/{lease}x/complete", {})).status in (403, 409)
-        assert (await api.post("/api/jobs", {"secrets": ["missing"]})).status == 400
+        assert (await api.post("/api/jobs", {"command": "x", "secrets": ["missing"]})).status == 409
         assert (await worker.post(f"/api/jobs/{lease}/complete", {"outputs": {}})).status == 200
         _, metrics_token = await api.api_token("metrics")
         scrape = await api.get("/metrics", token=metrics_token)

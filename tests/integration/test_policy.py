@@ -85,6 +85,14 @@ async def test_a_job_without_quorum_after_max_votes_fails(scheduler: Scheduler) 
     assert job.status == JobStatus.FAILURE and "verifications agreed" in (job.error or "")
 
 
+async def test_max_votes_below_count_counts_as_count(scheduler: Scheduler) -> None:
+    job_id = await _quorum_job(scheduler, count=2, max_votes=1)
+    for worker in ("w1", "w2"):
+        lease = await _claim_one(scheduler, worker)
+        await scheduler.complete(lease or "", worker, {}, now_ms=T0, verification="A")
+    assert (await scheduler.get(job_id)).status == JobStatus.SUCCESS
+
+
 def test_a_quorum_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="count"):
         JobSpec.model_validate({"verification": {"count": 0}})
@@ -163,6 +171,8 @@ async def test_missed_occurrences_run_once_and_delete_stops_the_schedule(
     ({"id": "x", "cron": "not a cron", "job": {}}, "cron"),
     ({"id": "x", "every_secs": -1, "job": {}}, "every_secs"),
     ({"id": "x", "cron": "* * * * *", "timezone": "Mars/Olympus", "job": {}}, "timezone"),
+    ({"id": "x", "cron": "0 0 * * MON", "job": {}}, "cron"),
+    ({"id": "x", "cron": "61 * * * *", "job": {}}, "cron"),
     ({"id": "x", "job": {}}, "cron or every_secs"),
 ])
 def test_bad_schedules_name_the_field(body: dict[str, object], field: str) -> None:

@@ -76,6 +76,11 @@ async def test_exponential_backoff_doubles_from_base_up_to_the_cap(scheduler: Sc
         1_500, 3_000, 6_000, 10_000, 10_000, 10_000]
 
 
+async def test_an_exponential_cap_below_its_base_is_every_wait(scheduler: Scheduler) -> None:
+    policy = RetryPolicy(max_retries=2, backoff=exponential(10, 5))
+    assert await retry_delays(scheduler, policy, 2) == [5_000, 5_000]
+
+
 async def test_retry_backoff_is_visible_on_the_job_and_in_its_place(
     scheduler: Scheduler,
 ) -> None:

@@ -89,9 +89,16 @@ def test_malformed_backoff_is_refused(backoff: object) -> None:
     refused(retry_policy={"backoff": backoff})
 
 
-def test_exponential_cap_below_base_is_refused() -> None:
-    assert "max_secs" in refused(
-        retry_policy={"backoff": {"Exponential": {"base_secs": 10, "max_secs": 5}}})
+def test_exponential_cap_below_base_is_every_wait() -> None:
+    """Any schema-valid pair is accepted: the cap wins (tests/integration/test_retry.py)."""
+    exp = spec(retry_policy={"backoff": {"Exponential": {"base_secs": 10, "max_secs": 5}}})
+    assert isinstance(exp.retry_policy.backoff, ExponentialBackoff)
+
+
+def test_both_start_times_are_refused_and_the_schema_says_so() -> None:
+    assert "run_at_ms or delay_secs" in refused(run_at_ms=1, delay_secs=1)
+    assert JobSpec.model_json_schema()["not"]["required"] == ["run_at_ms", "delay_secs"]
+    spec(run_at_ms=1, delay_secs=None)
 
 
 @pytest.mark.parametrize("policy", [

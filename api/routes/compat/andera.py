@@ -20,7 +20,7 @@ from leasehold.api.routes.results import (
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.audit import audit
 from leasehold.api.server.http import BadRequest, respond, validation_details
-from leasehold.api.server.routing import router
+from leasehold.api.server.routing import matching, router
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
 from leasehold.scheduler.keys import QUEUE_NAME
@@ -117,7 +117,9 @@ async def andera_health(request: web.Request) -> web.Response:
     return respond(reply)
 
 
-@router.route("GET", PREFIX + "/logs", roles=(), tag=TAG, query={"group": "the queue"},
+@router.route("GET", PREFIX + "/logs", roles=(), tag=TAG,
+              query={"group": matching("the queue (default: the default group)",
+                                       QUEUE_NAME.pattern)},
               summary="The last 1000 job transitions of a group, one line each",
               errors=(400, 401, 403))
 async def andera_logs(request: web.Request) -> web.Response:

@@ -21,7 +21,14 @@ from leasehold.api.routes.compat.common import claim_one, lease_of
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.audit import audit
 from leasehold.api.server.http import REGISTRATION_TOKEN, principal, read_model, respond
-from leasehold.api.server.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
+from leasehold.api.server.routing import (
+    ADMIN,
+    READERS,
+    REGISTRATION,
+    WORKERS,
+    one_of,
+    router,
+)
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
 from leasehold.scheduler.logs import NewChunk
@@ -130,7 +137,9 @@ async def stella_register(request: web.Request) -> web.Response:
 
 
 @router.route("GET", BASE, roles=READERS, tag=TAG,
-              query={"status": "online, offline or degraded", "capability": "a capability"},
+              query={"status": one_of("only agents in this state",
+                                      ("online", "offline", "degraded")),
+                     "capability": "a capability"},
               summary="List agents", errors=(400, 401, 403))
 async def stella_list_agents(request: web.Request) -> web.Response:
     status = request.query.get("status")

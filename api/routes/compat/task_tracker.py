@@ -9,11 +9,11 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leasehold.api.routes.compat.common import claim_one, identify, lease_of
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
@@ -63,8 +63,10 @@ def envelope(content: Any = None, message: str = "", ok: bool = True, status: in
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def tt_route(method: str, path: str, summary: str) -> Callable[[Handler], Handler]:
-    """A task_tracker route: its own auth headers, and every error in the seed's envelope."""
+def tt_route(method: str, path: str, summary: str, body: type[BaseModel] | None = None
+             ) -> Callable[[Handler], Handler]:
+    """A task_tracker route: its own auth headers, and every error in the seed's envelope;
+    ``body`` is the model the handler reads (documented from the same model)."""
 
     def register(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -84,7 +86,7 @@ def tt_route(method: str, path: str, summary: str) -> Callable[[Handler], Handle
                 return envelope(ok=False, message=exc.message, status=status_of(exc),
                                 request=request, code=exc.code)
 
-        router.route(method, PREFIX + path, roles=(), tag=TAG, summary=summary,
+        router.route(method, PREFIX + path, roles=(), tag=TAG, summary=summary, body=body,
                      errors=(400, 401, 403, 404, 409, 429))(wrapped)
         return wrapped
 
@@ -112,8 +114,9 @@ def _role(who: Principal, *roles: str) -> None:
 
 
 async def body_of(request: web.Request, model: type[M]) -> M:
+    """The body as ``model``, strictly (no ``"5"`` for a number); no body is ``{}``."""
     try:
-        return model.model_validate_json(await request.read() or b"{}")
+        return model.model_validate_json(await request.read() or b"{}", strict=True)
     except ValidationError as exc:
         details = validation_details(exc)
         where = ".".join(str(p) for p in details[0]["loc"]) if details else ""
@@ -125,7 +128,13 @@ async def body_of(request: web.Request, model: type[M]) -> M:
 
 
 class ProjectFields(BaseModel):
-    name: str = ""
+    """A project's settings; ``hidden`` and ``public`` exclude each other."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["hidden", "public"],
+        "properties": {"hidden": {"const": True}, "public": {"const": True}}}})
+
+    name: str = Field(pattern=QUEUE_NAME.pattern)
     clone_url: str = ""
     git_repo: str = ""
     version: str = ""
@@ -165,17 +174,16 @@ async def _apply(request: web.Request, fields: ProjectFields, paused: bool) -> N
         submit_rate=_rate(fields.submit_rate)))
 
 
-@tt_route("POST", "/project/create", "Create a project (a queue of the same name); admin only")
+@tt_route("POST", "/project/create", "Create a project (a queue of the same name); admin only",
+          ProjectFields)
 async def tt_create_project(request: web.Request) -> web.Response:
     _role(await caller(request), "admin")
     fields = await body_of(request, ProjectFields)
-    if not QUEUE_NAME.match(fields.name):
-        raise Failure(400, "Invalid project: name must match " + QUEUE_NAME.pattern)
     if fields.hidden and fields.public:
         raise Failure(400, "Invalid project: hidden and public are exclusive")
     redis, key = request.app[SERVICES].redis, _projects_key(request)
     if not await redis.hsetnx(key, "name:" + fields.name, "0"):
-        raise Failure(400, "Project with this name already exists")
+        raise Failure(409, "Project with this name already exists")
     project_id = int(await redis.hincrby(key, "seq", 1))
     stored = fields.model_dump(exclude={"paused"})
     await redis.hset(key, mapping={str(project_id): orjson.dumps(stored),
@@ -192,14 +200,14 @@ async def tt_get_project(request: web.Request) -> web.Response:
 
 
 @tt_route("POST", "/project/update/{id}", "Change a project's settings; paused stops "
-          "assignment; admin only")
+          "assignment; admin only", ProjectFields)
 async def tt_update_project(request: web.Request) -> web.Response:
     _role(await caller(request), "admin")
     project_id = _int(request.match_info["id"], "project")
     current = await project(request, project_id)
     fields = await body_of(request, ProjectFields)
     if fields.name != current["name"]:
-        raise Failure(400, "Invalid request: a project cannot be renamed")
+        raise Failure(409, "Invalid request: a project cannot be renamed")
     if fields.hidden and fields.public:
         raise Failure(400, "Invalid request: hidden and public are exclusive")
     await request.app[SERVICES].redis.hset(_projects_key(request), str(project_id),
@@ -220,11 +228,12 @@ def _int(raw: str, what: str) -> int:
 
 
 class CreateWorker(BaseModel):
-    alias: str = Field(default="", max_length=128)
+    alias: str = Field(default="", max_length=128, json_schema_extra={
+        "not": {"const": "unassigned"}}, description="any name but the reserved 'unassigned'")
 
 
 @tt_route("POST", "/worker/create", "Create a worker; its secret is shown once. Needs a "
-          "registration token (or admin) in Authorization: Bearer")
+          "registration token (or admin) in Authorization: Bearer", CreateWorker)
 async def tt_create_worker(request: web.Request) -> web.Response:
     fields = await body_of(request, CreateWorker)
     if fields.alias == "unassigned":
@@ -251,6 +260,12 @@ async def tt_create_worker(request: web.Request) -> web.Response:
 
 
 class SubmitTask(BaseModel):
+    """One task; ``hash_u64`` and ``unique_string`` exclude each other."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["hash_u64", "unique_string"],
+        "properties": {"hash_u64": {"not": {"const": 0}}, "unique_string": {"minLength": 1}}}})
+
     project: int
     max_retries: int = Field(default=0, ge=0, le=1001)
     recipe: str = Field(min_length=1, max_length=1_000_000)
@@ -290,26 +305,29 @@ def spec_of(task: SubmitTask, queue: str) -> JobSpec:
 async def _submit(request: web.Request, tasks: list[SubmitTask]) -> web.Response:
     who = await caller(request)
     _role(who, "admin", "submitter")
-    if len({task.project for task in tasks}) != 1:
+    projects = {task.project for task in tasks}
+    queue = ""
+    for project_id in sorted(projects):  # an unknown project is 404 before the rule below
+        queue = (await project(request, project_id))["name"]
+    if len(projects) != 1:
         raise Failure(400, "Invalid request: all tasks must be for the same project")
-    queue = (await project(request, tasks[0].project))["name"]
     who.require(queue)
     specs = [spec_of(task, queue) for task in tasks]
     done = await request.app[SERVICES].scheduler.submit_bulk(specs)
     if any(item.deduplicated for item in done):
         # the seed's unique (project, hash) index refuses the duplicate
-        raise Failure(400, "duplicate key value violates unique constraint: a task with this "
+        raise Failure(409, "duplicate key value violates unique constraint: a task with this "
                       "hash already exists in the project")
     return envelope()
 
 
 @tt_route("POST", "/task/submit", "Submit a task; a duplicate hash_u64 or unique_string is "
-          "refused (needs a submitter or admin token)")
+          "refused (needs a submitter or admin token)", SubmitTask)
 async def tt_submit(request: web.Request) -> web.Response:
     return await _submit(request, [await body_of(request, SubmitTask)])
 
 
-@tt_route("POST", "/task/bulk_submit", "Submit tasks of one project atomically")
+@tt_route("POST", "/task/bulk_submit", "Submit tasks of one project atomically", BulkSubmit)
 async def tt_bulk_submit(request: web.Request) -> web.Response:
     return await _submit(request, (await body_of(request, BulkSubmit)).requests)
 
@@ -345,17 +363,16 @@ def _num(worker_id: str) -> int | str:
 
 class Release(BaseModel):
     task_id: str | int
-    result: int
+    result: Literal[0, 1, 2] = Field(description="0 OK, 1 FAIL (uses a retry), 2 SKIP")
     verification: int = 0
 
 
 @tt_route("POST", "/task/release", "Release an assigned task: result 0 OK (with verification "
-          "when the task needs a quorum), 1 FAIL (uses a retry), 2 SKIP (as if never assigned)")
+          "when the task needs a quorum), 1 FAIL (uses a retry), 2 SKIP (as if never assigned)",
+          Release)
 async def tt_release(request: web.Request) -> web.Response:
     who = await caller(request)
     body = await body_of(request, Release)
-    if body.result not in (TR_OK, TR_FAIL, TR_SKIP):
-        raise Failure(400, "Invalid request: result must be 0, 1 or 2")
     scheduler, owner = request.app[SERVICES].scheduler, who.lease_owner
     job_id = str(body.task_id)
     lease_id = await lease_of(request, job_id)

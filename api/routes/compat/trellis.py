@@ -26,7 +26,16 @@ from leasehold.api.server.http import (
     read_model,
     respond,
 )
-from leasehold.api.server.routing import ADMIN, READERS, REGISTRATION, WORKERS, router
+from leasehold.api.server.routing import (
+    ADMIN,
+    ENTRY_ID,
+    READERS,
+    REGISTRATION,
+    WORKERS,
+    Param,
+    matching,
+    router,
+)
 from leasehold.scheduler import errors
 from leasehold.scheduler.artifacts import CHUNK_BYTES
 from leasehold.scheduler.logs import NewChunk
@@ -140,7 +149,7 @@ async def trellis_post_logs(request: web.Request) -> web.Response:
 
 
 @router.route("GET", PREFIX + "/api/jobs/{id}/logs", roles=(*READERS, "worker"), tag=TAG,
-              query={"after": "the id of the last chunk seen"},
+              query={"after": matching("the id of the last chunk seen", ENTRY_ID)},
               summary="A job's log chunks in order, after ?after=", errors=(400, 401, 403, 404))
 async def trellis_get_logs(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
@@ -185,6 +194,9 @@ async def trellis_get_plan(request: web.Request) -> web.StreamResponse:
 
 @router.route("POST", PREFIX + "/api/workers/heartbeat", roles=WORKERS, tag=TAG,
               body=TrellisHeartbeat, summary="Mark the Tendril online and record its version",
+              query={"X-Worker-ID": Param("the Tendril: required with an admin token; a worker "
+                                          "token may leave it out", {"type": "string",
+                                          "minLength": 1}, required=True, where="header")},
               errors=(400, 401, 403, 404))
 async def trellis_heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, TrellisHeartbeat, optional=True)
