@@ -37,7 +37,9 @@ class SubmittedJob(Job):
 
 class BulkSubmit(Strict):
     raw_json_fields: ClassVar[frozenset[str]] = RAW_FIELDS
-    jobs: list[RunnableJobSpec] = Field(min_length=1, max_length=1000)
+    jobs: list[RunnableJobSpec] = Field(
+        min_length=1, max_length=1000,
+        description="jobs of one queue (a job naming none is in queue default)")
 
 
 class BulkSubmitted(BaseModel):

@@ -115,6 +115,14 @@ def retry_delay_ms(attempt: int, base_secs: float) -> int:
     return min(int(base_secs * 1000 * 2 ** (attempt - 1)), MAX_RETRY_MS)
 
 
+def webhook_mode_rule(modes: list[str]) -> dict[str, Any]:
+    """A schema rule: mode ``webhook`` has a ``webhook`` object; the other ``modes`` have none."""
+    return {"anyOf": [
+        {"required": ["mode", "webhook"],
+         "properties": {"mode": {"const": "webhook"}, "webhook": {"type": "object"}}},
+        {"properties": {"mode": {"enum": modes}, "webhook": {"type": "null"}}}]}
+
+
 def webhook_fields(url: str, headers: dict[str, str]) -> dict[str, str]:
     """The job record fields that make the finishing script queue a delivery."""
     return {"webhook_url": url, "webhook_headers": orjson.dumps(headers).decode()}

@@ -132,7 +132,10 @@ class WorkflowFile(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     on: JsonValue = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    jobs: dict[NodeId, WorkflowFileJob] = Field(default_factory=dict, max_length=MAX_JOBS)
+    jobs: dict[NodeId, WorkflowFileJob] = Field(
+        default_factory=dict, max_length=MAX_JOBS,
+        json_schema_extra={"propertyNames": {"minLength": 1, "maxLength": 128,
+                                             "pattern": r"^[A-Za-z0-9_.-]+$"}})
     queue: QueueName = "default"
 
 

@@ -123,7 +123,7 @@ class Workflows:
         encoded = [self._encode(definition, node, ids, dependants[node.id], workflow_id, run_id)
                    for node in definition.jobs]
         if not encoded:
-            raise errors.InvalidArgument("the workflow has no jobs to run")
+            raise errors.Conflict("the workflow has no jobs to run")
         reply = await self.scheduler.scripts.enqueue(
             self.scheduler.queue_keys(queue), encoded, None, workflow_id, run_id,
             codec.dumps(ids))

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.http import principal, query_int, respond
-from leasehold.api.server.routing import READERS, router
+from leasehold.api.server.routing import READERS, integer, router
 from leasehold.scheduler import errors
 from leasehold.scheduler.keys import QUEUE_NAME
 
@@ -43,7 +43,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/queues/{queue}/activity", roles=READERS, tag="queues",
-              response=Activity, query={"minutes": "1..60 (default 60)"},
+              response=Activity, query={"minutes": integer("1..60 (default 60)", 1, 60)},
               summary="Jobs finished per minute (success, failure) over the last minutes, "
               "counted from the queue's capped event stream", errors=(400, 401, 403))
 async def queue_activity(request: web.Request) -> web.Response:

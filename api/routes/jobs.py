@@ -59,7 +59,7 @@ def _submitted(result: Submitted) -> SubmittedJob:
                       "async (201 now), sync (200 finished job, 202 at timeout_secs), stream "
                       "(SSE: log and progress events, then end with the job), webhook (201 now; "
                       "the finished job is POSTed to result.webhook.url)",
-              errors=(400, 401, 403, 413, 503))
+              event_stream=True, errors=(400, 401, 403, 409, 413, 503))
 async def submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     wait = query_float(request, "wait_secs", 0, 0, MAX_SYNC_WAIT_SECS)
@@ -85,7 +85,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
 @router.route("POST", "/api/jobs/bulk", roles=PRODUCERS, tag="jobs", body=BulkSubmit,
               response=BulkSubmitted, status=201,
               summary="Submit up to 1000 jobs of one queue atomically",
-              errors=(400, 401, 403, 413, 503))
+              errors=(400, 401, 403, 409, 413, 503))
 async def submit_bulk(request: web.Request) -> web.Response:
     body = await read_model(request, BulkSubmit)
     principal(request).require(*{spec.queue for spec in body.jobs})

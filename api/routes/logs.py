@@ -145,7 +145,7 @@ async def serve_log_stream(request: web.Request, job_id: str) -> web.StreamRespo
     principal(request).require_job(job_id)
     logs = request.app[SERVICES].logs
     after = request.headers.get("Last-Event-ID") or request.query.get("after")
-    if after:
+    if after is not None:  # checked before the stream starts: an empty one is refused too
         check_entry_id(after)
     await request.app[SERVICES].scheduler.get(job_id)  # 404 before the stream starts
     track(request)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
 from aiohttp_sse import sse_response
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from leasehold.api.routes.logs import cut_off, log_event
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
@@ -21,7 +21,12 @@ from leasehold.api.server.sse import KEEP_ALIVE_SECS, KeepAliveResponse, track
 from leasehold.scheduler.errors import InvalidArgument, SchedulerError
 from leasehold.scheduler.logs import LogChunk, SubscriberTooSlow
 from leasehold.scheduler.models import Job, RunnableJobSpec, Strict
-from leasehold.scheduler.webhooks import SIGNATURE_HEADER, check_url, webhook_fields
+from leasehold.scheduler.webhooks import (
+    SIGNATURE_HEADER,
+    check_url,
+    webhook_fields,
+    webhook_mode_rule,
+)
 
 SYNC_POLL_SECS = 0.05
 PROGRESS_POLL_SECS = 0.5
@@ -30,11 +35,25 @@ _RESERVED = frozenset({"host", "content-length", "content-type", "transfer-encod
                        "connection", SIGNATURE_HEADER.lower()})
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# The document's form of _safe_headers below (JSON Schema patterns have no case-insensitive flag).
+_HEADERS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": _HEADER_NAME.pattern, "not": {
+        "pattern": "^(" + "|".join(_any_case(name) for name in sorted(_RESERVED)) + ")$"}},
+    "additionalProperties": {"type": "string", "maxLength": 1024, "pattern": "^[^\r\n]*$"}}
+
+
 class WebhookSpec(Strict):
     url: Annotated[str, Field(max_length=2048, description="http(s) URL the finished job is "
-                              "POSTed to")]
+                              "POSTed to; its host must resolve to a public address (unless "
+                              "LEASEHOLD_WEBHOOK_ALLOW_PRIVATE)")]
     headers: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
-        default_factory=dict, max_length=20, description="extra request headers")
+        default_factory=dict, max_length=20, json_schema_extra=_HEADERS_SCHEMA,
+        description="extra request headers (not Host, Content-Length, Content-Type, "
+        "Transfer-Encoding, Connection or the signature header)")
 
     @field_validator("headers")
     @classmethod
@@ -49,6 +68,9 @@ class WebhookSpec(Strict):
 
 class ResultSpec(Strict):
     """How the submit's reply brings the result back."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=webhook_mode_rule(
+        ["async", "sync", "stream"]))
 
     mode: Literal["async", "sync", "stream", "webhook"] = "async"
     timeout_secs: float = Field(default=30.0, gt=0, le=3600,

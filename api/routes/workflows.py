@@ -105,7 +105,7 @@ async def workflow_status(request: web.Request) -> web.Response:
               response=RunStarted, status=202,
               summary="Start a fresh run: roots become claimable (while a run is active: "
               "started: false and that run's id, nothing changes)",
-              errors=(401, 403, 404))
+              errors=(401, 403, 404, 409))
 async def run_workflow(request: web.Request) -> web.Response:
     workflow_id = await _allowed(request)
     run, started = await request.app[SERVICES].workflows.start(workflow_id)

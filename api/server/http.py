@@ -59,28 +59,28 @@ async def read_model(request: web.Request, model: type[M], optional: bool = Fals
     keep: frozenset[str] | None = getattr(model, "raw_json_fields", None)
     try:
         if keep is not None:
-            return model.model_validate(_integral(_decode_keeping(raw, keep)), strict=True)
+            return model.model_validate(integral(_decode_keeping(raw, keep)), strict=True)
         try:
             decoded = pydantic_core.from_json(raw, allow_inf_nan=False)
         except ValueError:  # not JSON: pydantic's own error names the place
             if b"NaN" in raw or b"Infinity" in raw:
                 _refuse_non_finite(raw)
             return model.model_validate_json(raw, strict=True)
-        return model.model_validate(_integral(decoded), strict=True)
+        return model.model_validate(integral(decoded), strict=True)
     except ValidationError as exc:
         raise BadRequest(f"invalid request body for {model.__name__}",
                          validation_details(exc)) from None
 
 
-def _integral(value: Any) -> Any:
+def integral(value: Any) -> Any:
     """JSON has one number type: ``3.0`` is the integer 3 (as JSON Schema says), so a whole
     float becomes an int before strict validation (an int is accepted where a float is)."""
     if isinstance(value, float):
         return int(value) if value.is_integer() and abs(value) < 2**63 else value
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
+        return {k: integral(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [integral(v) for v in value]
     return value
 
 
@@ -130,7 +130,7 @@ def _query_number(request: web.Request, name: str, default: float, low: float, h
 def query_status(request: web.Request) -> JobStatus | None:
     """The ``status`` query parameter as a job status, or None when absent."""
     raw = request.query.get("status")
-    if not raw:
+    if raw is None:
         return None
     try:
         return JobStatus(raw)

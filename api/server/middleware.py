@@ -61,6 +61,10 @@ def presented_token(request: web.Request) -> str | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     spec = request.app[ROUTER].spec_for(request.match_info.handler)
+    if spec is not None and request.query and not spec.query_names.issuperset(request.query):
+        unknown = sorted(set(request.query) - spec.query_names)
+        return error_response(400, "invalid_argument", f"unknown query parameter {unknown[0]}",
+                              request, extra={"allowed": sorted(spec.query_names)})
     if spec is None or not spec.roles:
         response: web.StreamResponse = await handler(request)
         return response

@@ -35,14 +35,24 @@ class _Schemas:
         """A schema for ``annotation``: a $ref for models (kept in components), else inline."""
         schema: dict[str, Any] = _standard(
             TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode))
-        self.components.update(schema.pop("$defs", {}))
+        for name, component in schema.pop("$defs", {}).items():
+            self._keep(name, component)
         title = getattr(annotation, "__name__", None)
         if isinstance(annotation, type) and title and "properties" in schema:
-            self.components[title] = schema
+            self._keep(title, schema)
             return {"$ref": REF.format(model=title)}
         return schema
 
+    def _keep(self, name: str, schema: dict[str, Any]) -> None:
+        """Two different schemas under one name would make one route's body another's."""
+        known = self.components.setdefault(name, schema)
+        if known != schema:
+            raise ValueError(f"two different schemas are named {name}: rename one model")
 
+
+# One server-sent event as a client parses it.
+_SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}}}
 _BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 _NUMBER = [{"type": "integer"}, {"type": "number"}]
 
@@ -59,6 +69,15 @@ def _standard(schema: Any) -> Any:
     if out.get("anyOf") == _NUMBER:
         del out["anyOf"]
         out["type"] = "number"
+    pattern_props = out.get("patternProperties")
+    if (isinstance(pattern_props, dict) and len(pattern_props) == 1
+            and "additionalProperties" not in out and "properties" not in out):
+        # a dict with constrained keys: pydantic says "keys like this have this value", which
+        # lets any other key through; the server refuses other keys, and now the document too
+        (pattern, value), = pattern_props.items()
+        del out["patternProperties"]
+        out["propertyNames"] = {**out.get("propertyNames", {}), "pattern": pattern}
+        out["additionalProperties"] = value
     return out
 
 
@@ -85,10 +104,13 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
             **({"application/yaml": body_schema} if spec.yaml_body else {})}}
     binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     if spec.raw_body:
-        op["requestBody"] = {"required": True, "content": binary}
+        op["requestBody"] = {"required": False, "content": binary,
+                             "description": "the bytes; no body stores an empty artifact"}
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
+        if spec.event_stream:
+            ok["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
     elif spec.raw_response:
         ok["content"] = binary
     for status in (spec.status, *spec.also):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,13 @@ class RouteSpec:
     raw_body: bool = False  # takes raw bytes of any Content-Type, streamed (no size limit here)
     raw_response: bool = False  # answers raw bytes of the stored Content-Type
     yaml_body: bool = False  # ``body`` may also come as YAML (Content-Type application/yaml)
+    event_stream: bool = False  # may answer text/event-stream instead (a result mode)
+
+    @functools.cached_property
+    def query_names(self) -> frozenset[str]:
+        """The query parameters this route reads; any other is refused."""
+        return frozenset(name for name, given in self.query.items()
+                         if not isinstance(given, Param) or given.where == "query")
 
 
 class Router:
@@ -96,10 +104,12 @@ class Router:
         raw_body: bool = False,
         raw_response: bool = False,
         yaml_body: bool = False,
+        event_stream: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             spec = RouteSpec(method, path, handler, roles, summary, tag, body, response, status,
-                             query or {}, errors, sse, also, raw_body, raw_response, yaml_body)
+                             query or {}, errors, sse, also, raw_body, raw_response, yaml_body,
+                             event_stream)
             self.specs.append(spec)
             self._by_handler[handler] = spec
             return handler

@@ -7,7 +7,7 @@ from typing import Literal, cast
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from leasehold.api.routes.compat.common import identify
 from leasehold.api.routes.results import (
@@ -19,12 +19,13 @@ from leasehold.api.routes.results import (
 )
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.audit import audit
-from leasehold.api.server.http import BadRequest, respond, validation_details
+from leasehold.api.server.http import read_model, respond
 from leasehold.api.server.routing import matching, router
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
 from leasehold.scheduler.keys import QUEUE_NAME
 from leasehold.scheduler.models import Job, JobSpec
+from leasehold.scheduler.webhooks import webhook_mode_rule
 
 PREFIX = "/compat/andera"
 TAG = "compat: Andera"
@@ -32,19 +33,16 @@ GROUP = "andera"
 SYNC_WAIT_SECS = 30.0  # then 202 {id, status}, as the native sync mode
 
 
-class AnderaWebhook(BaseModel):
-    url: str = Field(max_length=2048)
-    headers: dict[str, str] = Field(default_factory=dict, max_length=20)
-
-
 class AnderaTask(BaseModel):
+    model_config = ConfigDict(json_schema_extra=webhook_mode_rule(["sync", "stream"]))
+
     function: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.:-]+$")
     input: dict[str, JsonValue] = Field(default_factory=dict)
     contract: int = Field(ge=0)
     priority: int | None = Field(default=None, ge=1, le=1000, description="1 = highest")
     group: str = Field(default=GROUP, pattern=QUEUE_NAME.pattern)
     mode: Literal["sync", "stream", "webhook"] = "sync"
-    webhook: AnderaWebhook | None = None
+    webhook: WebhookSpec | None = None
 
 
 async def _caller(request: web.Request, *roles: str) -> Principal:
@@ -73,13 +71,10 @@ def task_reply(job: Job) -> dict[str, object]:
               summary="Run a function: a job in queue <group> (default andera) with payload "
               "{function, input, contract} and label fn:<function>; sync answers the result, "
               "stream answers SSE, webhook answers 202 and POSTs the result",
-              status=200, also=(202,), errors=(400, 401, 403, 429, 503))
+              status=200, also=(202,), event_stream=True, errors=(400, 401, 403, 429, 503))
 async def andera_task(request: web.Request) -> web.StreamResponse:
     who = await _caller(request, "admin", "submitter")
-    try:
-        body = AnderaTask.model_validate_json(await request.read())
-    except ValidationError as exc:
-        raise BadRequest("invalid request body for AnderaTask", validation_details(exc)) from None
+    body = await read_model(request, AnderaTask)
     who.require(body.group)
     if await request.app[SERVICES].redis.get(_off_key(request)):
         raise web.HTTPServiceUnavailable(reason="maintenance mode (POST /off): no new tasks")
@@ -89,8 +84,7 @@ async def andera_task(request: web.Request) -> web.StreamResponse:
     if body.webhook is not None:
         if body.mode != "webhook":
             raise errors.InvalidArgument("webhook is only for mode webhook")
-        result = ResultSpec(mode="webhook", webhook=WebhookSpec(url=body.webhook.url,
-                                                                headers=body.webhook.headers))
+        result = ResultSpec(mode="webhook", webhook=body.webhook)
     extra = await webhook_job_fields(request, result)
     spec = JobSpec.model_validate({
         "queue": body.group, "priority": body.priority or 100,

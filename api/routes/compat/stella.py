@@ -234,7 +234,8 @@ async def stella_complete_task(request: web.Request) -> web.Response:
 
 @router.route("GET", BASE + "/{id}/task-stream", roles=WORKERS, tag=TAG,
               summary="WebSocket: task_assigned and task_cancelled from the server, "
-              "task_progress and task_log from the agent", errors=(401, 403, 404))
+              "task_progress and task_log from the agent (400 without a WebSocket upgrade)",
+              errors=(400, 401, 403, 404))
 async def stella_task_stream(request: web.Request) -> web.StreamResponse:
     _, agent_id = _self(request)
     who = await _as_agent(request, agent_id)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import orjson
 from aiohttp import web
@@ -19,7 +20,7 @@ from leasehold.api.routes.compat.common import claim_one, identify, lease_of
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.audit import audit
 from leasehold.api.server.errors import status_of
-from leasehold.api.server.http import REQUEST_ID, validation_details
+from leasehold.api.server.http import REQUEST_ID, integral, validation_details
 from leasehold.api.server.routing import router
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
@@ -27,6 +28,7 @@ from leasehold.scheduler.keys import QUEUE_NAME
 from leasehold.scheduler.models import JobSpec, QueueLimits, RateLimit
 
 PREFIX = "/compat/task-tracker"
+_ID = re.compile(r"^[0-9]{1,18}$")
 TAG = "compat: task_tracker"
 TR_OK, TR_FAIL, TR_SKIP = 0, 1, 2
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -114,9 +116,14 @@ def _role(who: Principal, *roles: str) -> None:
 
 
 async def body_of(request: web.Request, model: type[M]) -> M:
-    """The body as ``model``, strictly (no ``"5"`` for a number); no body is ``{}``."""
+    """The body as ``model``, strictly (no ``"5"`` for a number, ``5.0`` is 5); no body is
+    ``{}``."""
     try:
-        return model.model_validate_json(await request.read() or b"{}", strict=True)
+        decoded = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise Failure(400, f"Could not parse request: {exc}") from None
+    try:
+        return model.model_validate(integral(decoded), strict=True)
     except ValidationError as exc:
         details = validation_details(exc)
         where = ".".join(str(p) for p in details[0]["loc"]) if details else ""
@@ -127,7 +134,7 @@ async def body_of(request: web.Request, model: type[M]) -> M:
 # -- projects ---------------------------------------------------------------------------------
 
 
-class ProjectFields(BaseModel):
+class TaskTrackerProject(BaseModel):
     """A project's settings; ``hidden`` and ``public`` exclude each other."""
 
     model_config = ConfigDict(json_schema_extra={"not": {
@@ -138,14 +145,14 @@ class ProjectFields(BaseModel):
     clone_url: str = ""
     git_repo: str = ""
     version: str = ""
-    priority: int = 0
+    priority: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
     motd: str = ""
     public: bool = False
     hidden: bool = False
-    chain: int = 0
+    chain: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
     paused: bool = False
-    assign_rate: float = Field(default=0, ge=0)
-    submit_rate: float = Field(default=0, ge=0)
+    assign_rate: float = Field(default=0, ge=0, le=1_000_000, description="per second")
+    submit_rate: float = Field(default=0, ge=0, le=1_000_000, description="per second")
 
 
 def _projects_key(request: web.Request) -> str:
@@ -168,17 +175,17 @@ def _rate(per_second: float) -> RateLimit:
     return RateLimit(limit=1, per_secs=round(1 / per_second, 3))
 
 
-async def _apply(request: web.Request, fields: ProjectFields, paused: bool) -> None:
+async def _apply(request: web.Request, fields: TaskTrackerProject, paused: bool) -> None:
     await request.app[SERVICES].scheduler.set_queue(fields.name, QueueLimits(
         paused=paused, claim_rate=_rate(fields.assign_rate),
         submit_rate=_rate(fields.submit_rate)))
 
 
 @tt_route("POST", "/project/create", "Create a project (a queue of the same name); admin only",
-          ProjectFields)
+          TaskTrackerProject)
 async def tt_create_project(request: web.Request) -> web.Response:
     _role(await caller(request), "admin")
-    fields = await body_of(request, ProjectFields)
+    fields = await body_of(request, TaskTrackerProject)
     if fields.hidden and fields.public:
         raise Failure(400, "Invalid project: hidden and public are exclusive")
     redis, key = request.app[SERVICES].redis, _projects_key(request)
@@ -200,12 +207,12 @@ async def tt_get_project(request: web.Request) -> web.Response:
 
 
 @tt_route("POST", "/project/update/{id}", "Change a project's settings; paused stops "
-          "assignment; admin only", ProjectFields)
+          "assignment; admin only", TaskTrackerProject)
 async def tt_update_project(request: web.Request) -> web.Response:
     _role(await caller(request), "admin")
     project_id = _int(request.match_info["id"], "project")
     current = await project(request, project_id)
-    fields = await body_of(request, ProjectFields)
+    fields = await body_of(request, TaskTrackerProject)
     if fields.name != current["name"]:
         raise Failure(409, "Invalid request: a project cannot be renamed")
     if fields.hidden and fields.public:
@@ -218,24 +225,23 @@ async def tt_update_project(request: web.Request) -> web.Response:
 
 
 def _int(raw: str, what: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise Failure(400, f"Invalid {what} id") from None
+    if not _ID.match(raw):  # no such project can exist
+        raise Failure(404, f"{what.capitalize()} not found")
+    return int(raw)
 
 
 # -- workers ----------------------------------------------------------------------------------
 
 
-class CreateWorker(BaseModel):
+class TaskTrackerWorker(BaseModel):
     alias: str = Field(default="", max_length=128, json_schema_extra={
         "not": {"const": "unassigned"}}, description="any name but the reserved 'unassigned'")
 
 
 @tt_route("POST", "/worker/create", "Create a worker; its secret is shown once. Needs a "
-          "registration token (or admin) in Authorization: Bearer", CreateWorker)
+          "registration token (or admin) in Authorization: Bearer", TaskTrackerWorker)
 async def tt_create_worker(request: web.Request) -> web.Response:
-    fields = await body_of(request, CreateWorker)
+    fields = await body_of(request, TaskTrackerWorker)
     if fields.alias == "unassigned":
         raise Failure(400, "Invalid request: alias unassigned is reserved")
     services, token = request.app[SERVICES], _bearer(request)
@@ -259,28 +265,28 @@ async def tt_create_worker(request: web.Request) -> web.Response:
 # -- tasks ------------------------------------------------------------------------------------
 
 
-class SubmitTask(BaseModel):
+class TaskTrackerTask(BaseModel):
     """One task; ``hash_u64`` and ``unique_string`` exclude each other."""
 
     model_config = ConfigDict(json_schema_extra={"not": {
         "required": ["hash_u64", "unique_string"],
         "properties": {"hash_u64": {"not": {"const": 0}}, "unique_string": {"minLength": 1}}}})
 
-    project: int
+    project: int = Field(ge=-(2**63), le=2**63 - 1)
     max_retries: int = Field(default=0, ge=0, le=1001)
     recipe: str = Field(min_length=1, max_length=1_000_000)
     priority: int = Field(default=0, ge=-32768, le=32767)
-    max_assign_time: int = Field(default=0, ge=0)
-    hash_u64: int = 0
+    max_assign_time: int = Field(default=0, ge=0, le=2**63 - 1)
+    hash_u64: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
     unique_string: str = Field(default="", max_length=480)
     verification_count: int = Field(default=0, ge=0, le=100)
 
 
-class BulkSubmit(BaseModel):
-    requests: list[SubmitTask] = Field(min_length=1, max_length=1000)
+class TaskTrackerBulkSubmit(BaseModel):
+    requests: list[TaskTrackerTask] = Field(min_length=1, max_length=1000)
 
 
-def spec_of(task: SubmitTask, queue: str) -> JobSpec:
+def spec_of(task: TaskTrackerTask, queue: str) -> JobSpec:
     if task.hash_u64 and task.unique_string:
         raise Failure(400, "Invalid request: give hash_u64 or unique_string, not both")
     digest = task.hash_u64
@@ -302,7 +308,7 @@ def spec_of(task: SubmitTask, queue: str) -> JobSpec:
     })
 
 
-async def _submit(request: web.Request, tasks: list[SubmitTask]) -> web.Response:
+async def _submit(request: web.Request, tasks: list[TaskTrackerTask]) -> web.Response:
     who = await caller(request)
     _role(who, "admin", "submitter")
     projects = {task.project for task in tasks}
@@ -322,14 +328,15 @@ async def _submit(request: web.Request, tasks: list[SubmitTask]) -> web.Response
 
 
 @tt_route("POST", "/task/submit", "Submit a task; a duplicate hash_u64 or unique_string is "
-          "refused (needs a submitter or admin token)", SubmitTask)
+          "refused (needs a submitter or admin token)", TaskTrackerTask)
 async def tt_submit(request: web.Request) -> web.Response:
-    return await _submit(request, [await body_of(request, SubmitTask)])
+    return await _submit(request, [await body_of(request, TaskTrackerTask)])
 
 
-@tt_route("POST", "/task/bulk_submit", "Submit tasks of one project atomically", BulkSubmit)
+@tt_route("POST", "/task/bulk_submit", "Submit tasks of one project atomically",
+          TaskTrackerBulkSubmit)
 async def tt_bulk_submit(request: web.Request) -> web.Response:
-    return await _submit(request, (await body_of(request, BulkSubmit)).requests)
+    return await _submit(request, (await body_of(request, TaskTrackerBulkSubmit)).requests)
 
 
 @tt_route("GET", "/task/get/{project}", "Assign the best task of a project to the worker; "
@@ -361,18 +368,18 @@ def _num(worker_id: str) -> int | str:
     return int(worker_id) if worker_id.isdigit() else worker_id
 
 
-class Release(BaseModel):
-    task_id: str | int
+class TaskTrackerRelease(BaseModel):
+    task_id: str | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
     result: Literal[0, 1, 2] = Field(description="0 OK, 1 FAIL (uses a retry), 2 SKIP")
-    verification: int = 0
+    verification: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
 
 
 @tt_route("POST", "/task/release", "Release an assigned task: result 0 OK (with verification "
           "when the task needs a quorum), 1 FAIL (uses a retry), 2 SKIP (as if never assigned)",
-          Release)
+          TaskTrackerRelease)
 async def tt_release(request: web.Request) -> web.Response:
     who = await caller(request)
-    body = await body_of(request, Release)
+    body = await body_of(request, TaskTrackerRelease)
     scheduler, owner = request.app[SERVICES].scheduler, who.lease_owner
     job_id = str(body.task_id)
     lease_id = await lease_of(request, job_id)
