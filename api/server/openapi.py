@@ -81,14 +81,17 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
     if spec.body is not None:
         op["requestBody"] = {"required": not body_optional(spec.body), "content": {
             "application/json": {"schema": schemas.of(spec.body, "validation")}}}
-    binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     if spec.raw_body:
-        op["requestBody"] = {"required": True, "content": binary}
+        op["requestBody"] = {"required": True, "content": binary, "description": (
+            "Raw bytes, streamed. Any Content-Type is accepted, not only "
+            "application/octet-stream; an artifact keeps the one it was sent with.")}
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
     elif spec.raw_response:
-        ok["content"] = binary
+        ok = {"description": "The stored bytes, in the Content-Type they were stored with",
+              "content": binary}
     for status in (spec.status, *spec.also):
         op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)
