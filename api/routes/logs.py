@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
 from aiohttp_sse import sse_response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Tag,
+)
 
 from leasehold.api.routes.secrets import masked
 from leasehold.api.server.appkeys import SERVICES
@@ -52,23 +60,37 @@ class ChunkIn(BaseModel):
     workflow_id: str | None = None
 
 
-class LogPush(Strict):
-    """``{"chunks": [...]}`` (workflow-graph) or ``{"log_chunk", "stream_type"}`` (Tendril)."""
+class ChunksPush(Strict):
+    """workflow-graph's push: ``{"chunks": [...]}``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"required": ["chunks"], "properties": {"chunks": {"type": "array"}}},
-        {"required": ["log_chunk"], "properties": {"log_chunk": {"type": "string"}}}]})
+    chunks: list[ChunkIn] = Field(max_length=10_000)
 
-    chunks: list[ChunkIn] | None = Field(default=None, max_length=10_000)
-    log_chunk: str | None = Field(default=None, max_length=1_000_000)
+
+class SingleChunkPush(Strict):
+    """Tendril's push (seed 000): one chunk, ``{"log_chunk", "stream_type"}``."""
+
+    log_chunk: str = Field(max_length=1_000_000)
     stream_type: StreamName = "stdout"
 
+
+def _push_shape(body: Any) -> str | None:
+    """Which push a body is, by its keys; None (one error) for neither or both."""
+    if isinstance(body, dict) and ("chunks" in body) != ("log_chunk" in body):
+        return "chunks" if "chunks" in body else "log_chunk"
+    return None
+
+
+class LogPush(RootModel[Annotated[
+        Annotated[ChunksPush, Tag("chunks")] | Annotated[SingleChunkPush, Tag("log_chunk")],
+        Discriminator(_push_shape, custom_error_type="log_push_shape",
+                      custom_error_message="send chunks, or log_chunk with stream_type")]]):
+    """Either push, each a strict object of its own (one schema each in the document)."""
+
     def new_chunks(self) -> list[NewChunk]:
-        if self.chunks is not None:
-            return [NewChunk(c.data, c.stream, c.sequence, c.timestamp_ms) for c in self.chunks]
-        if self.log_chunk is not None:
-            return [NewChunk(self.log_chunk, self.stream_type)]
-        raise errors.InvalidArgument("send chunks, or log_chunk with stream_type")
+        if isinstance(self.root, ChunksPush):
+            return [NewChunk(c.data, c.stream, c.sequence, c.timestamp_ms)
+                    for c in self.root.chunks]
+        return [NewChunk(self.root.log_chunk, self.root.stream_type)]
 
 
 class LogPushed(BaseModel):

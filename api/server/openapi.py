@@ -102,17 +102,20 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
         op["requestBody"] = {"required": not body_optional(spec.body), "content": {
             "application/json": body_schema,
             **({"application/yaml": body_schema} if spec.yaml_body else {})}}
-    binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     if spec.raw_body:
-        op["requestBody"] = {"required": False, "content": binary,
-                             "description": "the bytes; no body stores an empty artifact"}
+        op["requestBody"] = {"required": False, "content": binary, "description": (
+            "Raw bytes, streamed (no body stores an empty artifact). Any Content-Type is "
+            "accepted, not only application/octet-stream; an artifact keeps the one it was "
+            "sent with.")}
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": schemas.of(spec.response)}}
         if spec.event_stream:
             ok["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
     elif spec.raw_response:
-        ok["content"] = binary
+        ok = {"description": "The stored bytes, in the Content-Type they were stored with",
+              "content": binary}
     for status in (spec.status, *spec.also):
         op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)

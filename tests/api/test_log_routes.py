@@ -246,6 +246,11 @@ async def test_a_bad_push_body_is_400(client: Client) -> None:
                  {"chunks": [{"data": "x", "sequence": -1}]}, {"chunks": [{"dat": "x"}]}):
         async with client.post(f"/api/jobs/{lease_id}/logs", json=body) as r:
             assert (await json_of(r, 400))["error"].startswith("invalid_"), body
+    shapes: list[dict[str, Any]] = [{}, {"chunks": [{"data": "x"}], "log_chunk": "x"}]
+    for shape in shapes:  # neither and both break one rule
+        async with client.post(f"/api/jobs/{lease_id}/logs", json=shape) as r:
+            details = (await json_of(r, 400))["details"]
+        assert [d["msg"] for d in details] == ["send chunks, or log_chunk with stream_type"], shape
 
 
 # -- SSE ---------------------------------------------------------------------------------------
