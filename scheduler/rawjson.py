@@ -217,3 +217,26 @@ def _array(text: str, idx: int, keep: frozenset[str]) -> tuple[list[Any], int]:
 def decoded(raw: RawJson | None) -> Any:
     """The decoded value of an optional RawJson (None stays None)."""
     return None if raw is None else raw.value
+
+
+def integral(value: Any) -> Any:
+    """JSON has one number type: ``3.0`` is the integer 3 (as JSON Schema says), so a whole
+    float becomes an int before strict validation (an int is accepted where a float is)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
+def as_json_reads(value: Any) -> Any:
+    """Numbers as the JSON reader (orjson) gives them: an integer past 64 bits is a float."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    if isinstance(value, dict):
+        return {key: as_json_reads(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_json_reads(item) for item in value]
+    return value

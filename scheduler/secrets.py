@@ -27,6 +27,7 @@ from leasehold.scheduler.config import Settings
 from leasehold.scheduler.keys import QueueKeys
 from leasehold.scheduler.masking import masked_texts
 from leasehold.scheduler.models import QueueName, Strict
+from leasehold.scheduler.rawjson import as_json_reads
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_SECRETS = 10_000
@@ -63,12 +64,9 @@ class SecretSpec(Strict):
     @field_validator("value")
     @classmethod
     def _bounded(cls, value: str | dict[str, JsonValue]) -> str | dict[str, JsonValue]:
+        value = as_json_reads(value)  # the claim reply is encoded with orjson: 64-bit integers
         if len(_dumps(value)) > MAX_VALUE_BYTES:
             raise ValueError(f"is larger than {MAX_VALUE_BYTES} bytes")
-        try:
-            orjson.dumps(value)  # the claim reply is encoded with orjson
-        except TypeError:
-            raise ValueError("holds an integer that does not fit in 64 bits") from None
         return value
 
 

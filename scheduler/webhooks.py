@@ -116,11 +116,11 @@ def retry_delay_ms(attempt: int, base_secs: float) -> int:
 
 
 def webhook_mode_rule(modes: list[str]) -> dict[str, Any]:
-    """A schema rule: mode ``webhook`` has a ``webhook`` object; the other ``modes`` have none."""
-    return {"anyOf": [
-        {"required": ["mode", "webhook"],
-         "properties": {"mode": {"const": "webhook"}, "webhook": {"type": "object"}}},
-        {"properties": {"mode": {"enum": modes}, "webhook": {"type": "null"}}}]}
+    """A schema rule: mode ``webhook`` has a ``webhook`` object; the other ``modes`` have none
+    (if/then/else: client generators read it as the plain object it is)."""
+    return {"if": {"required": ["mode"], "properties": {"mode": {"const": "webhook"}}},
+            "then": {"required": ["webhook"], "properties": {"webhook": {"type": "object"}}},
+            "else": {"properties": {"mode": {"enum": modes}, "webhook": {"type": "null"}}}}
 
 
 def webhook_fields(url: str, headers: dict[str, str]) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pydantic import (
 
 from leasehold.scheduler import errors
 from leasehold.scheduler.models import Label, QueueName, RetryPolicy
+from leasehold.scheduler.rawjson import as_json_reads, integral
 
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # exported as a shell name
@@ -102,9 +103,10 @@ class WorkflowStep(BaseModel):
 class WorkflowFileJob(BaseModel):
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True,
-        json_schema_extra={"anyOf": [
-            {"required": ["run"], "properties": {"run": {"type": "string"}}},
-            {"required": ["steps"], "properties": {"steps": {"type": "array", "minItems": 1}}}]})
+        json_schema_extra={  # a run, else at least one step
+            "if": {"required": ["run"], "properties": {"run": {"type": "string"}}},
+            "else": {"required": ["steps"], "properties": {"steps": {"type": "array",
+                                                                      "minItems": 1}}}})
     name: str | None = None
     needs: str | list[str] = Field(default_factory=list)
     run: str | None = None
@@ -261,7 +263,7 @@ def load_document(text: str | bytes, fmt: str) -> Any:
         except orjson.JSONDecodeError as exc:
             raise errors.InvalidArgument(f"malformed JSON: {exc}") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        return as_json_reads(yaml.load(text, Loader=_UniqueKeyLoader))  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise errors.InvalidArgument(f"malformed YAML: {exc}") from None
 
@@ -272,9 +274,10 @@ def parse(document: Any) -> WorkflowDef:
         raise errors.InvalidArgument("a workflow definition must be a mapping with name and jobs")
     try:
         if isinstance(document.get("jobs"), list):
-            definition = _from_api(WorkflowJobList.model_validate(document, strict=True))
+            definition = _from_api(WorkflowJobList.model_validate(integral(document),
+                                                                  strict=True))
         else:
-            definition = _from_seed(WorkflowFile.model_validate(document, strict=True))
+            definition = _from_seed(WorkflowFile.model_validate(integral(document), strict=True))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])

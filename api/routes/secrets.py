@@ -24,7 +24,7 @@ async def masked(request: web.Request, lease_id: str, texts: list[str]) -> list[
     return [mask(text, secrets) for text in texts] if secrets else texts
 
 
-@router.route("PUT", "/api/secrets/{name}", roles=ADMIN, tag="secrets", body=SecretSpec,
+@router.route("PUT", "/api/secrets/{secret}", roles=ADMIN, tag="secrets", body=SecretSpec,
               status=204,
               summary="Store a secret (a string or a JSON object), encrypted; `queues` limits "
               "the queues whose jobs may name it. Jobs submitted later carry the new value; "
@@ -34,7 +34,7 @@ async def put_secret(request: web.Request) -> web.Response:
     store = _store(request)
     store.check_enabled()  # 503 before the body is even read
     spec = await read_model(request, SecretSpec)
-    await store.put(request.match_info["name"], spec)
+    await store.put(request.match_info["secret"], spec)
     return web.Response(status=204)
 
 
@@ -46,9 +46,9 @@ async def list_secrets(request: web.Request) -> web.Response:
     return respond(found if found else [])
 
 
-@router.route("DELETE", "/api/secrets/{name}", roles=ADMIN, tag="secrets", status=204,
+@router.route("DELETE", "/api/secrets/{secret}", roles=ADMIN, tag="secrets", status=204,
               summary="Delete a secret; jobs submitted before keep the value they were "
               "submitted with", errors=(400, 401, 403, 404, 503))
 async def delete_secret(request: web.Request) -> web.Response:
-    await _store(request).delete(request.match_info["name"])
+    await _store(request).delete(request.match_info["secret"])
     return web.Response(status=204)

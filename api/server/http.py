@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from leasehold.scheduler.auth import Principal
 from leasehold.scheduler.errors import InvalidArgument
 from leasehold.scheduler.models import JobStatus
-from leasehold.scheduler.rawjson import RawJson, loads_keeping
+from leasehold.scheduler.rawjson import RawJson, integral, loads_keeping
 
 M = TypeVar("M", bound=BaseModel)
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -70,18 +70,6 @@ async def read_model(request: web.Request, model: type[M], optional: bool = Fals
     except ValidationError as exc:
         raise BadRequest(f"invalid request body for {model.__name__}",
                          validation_details(exc)) from None
-
-
-def integral(value: Any) -> Any:
-    """JSON has one number type: ``3.0`` is the integer 3 (as JSON Schema says), so a whole
-    float becomes an int before strict validation (an int is accepted where a float is)."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < 2**63 else value
-    if isinstance(value, dict):
-        return {k: integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [integral(v) for v in value]
-    return value
 
 
 def _decode_keeping(raw: bytes, keep: frozenset[str]) -> Any:

@@ -64,7 +64,8 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if spec is not None and request.query and not spec.query_names.issuperset(request.query):
         unknown = sorted(set(request.query) - spec.query_names)
         return error_response(400, "invalid_argument", f"unknown query parameter {unknown[0]}",
-                              request, extra={"allowed": sorted(spec.query_names)})
+                              request, extra={"allowed": sorted(
+                                  spec.query_names if spec.sse else spec.query_names - {"ticket"})})
     if spec is None or not spec.roles:
         response: web.StreamResponse = await handler(request)
         return response

@@ -14,6 +14,7 @@ from leasehold.api.server.routing import PUBLIC, REGISTRATION, Param, Router, Ro
 from leasehold.api.wire import ErrorBody
 from leasehold.scheduler.artifacts import NAME as ARTIFACT_NAME
 from leasehold.scheduler.keys import QUEUE_NAME
+from leasehold.scheduler.secrets import SECRET_NAME
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"{(\w+)}")
@@ -115,7 +116,7 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
             ok["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
     elif spec.raw_response:
         ok = {"description": "The stored bytes, in the Content-Type they were stored with",
-              "content": binary}
+              "content": {**binary, "*/*": {}}}
     for status in (spec.status, *spec.also):
         op["responses"][str(status)] = ok
     error_ref = schemas.of(ErrorBody)
@@ -139,6 +140,7 @@ def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "queue": {"type": "string", "pattern": QUEUE_NAME.pattern},
     "name": {"type": "string", "pattern": ARTIFACT_NAME.pattern},
+    "secret": {"type": "string", "pattern": SECRET_NAME.pattern},
 }
 
 

@@ -74,9 +74,10 @@ class RouteSpec:
 
     @functools.cached_property
     def query_names(self) -> frozenset[str]:
-        """The query parameters this route reads; any other is refused."""
-        return frozenset(name for name, given in self.query.items()
-                         if not isinstance(given, Param) or given.where == "query")
+        """The query parameters this route reads; any other is refused (``ticket`` is left to
+        authentication, which answers 401 where a stream ticket is no credential)."""
+        return frozenset({"ticket", *(name for name, given in self.query.items()
+                                      if not isinstance(given, Param) or given.where == "query")})
 
 
 class Router:

@@ -86,7 +86,12 @@ def test_a_generated_client_runs_a_job_through_the_worker_protocol(
         with urllib.request.urlopen(url + "/openapi.json", timeout=10) as reply:
             document = reply.read()
         output = _generate(document, package)
-        assert "warning" not in output.lower(), output
+        # the generator reads every route; the one thing it skips is a workflow posted as YAML
+        # (it generates that route's JSON form)
+        warnings = [line for line in output.splitlines() if line.startswith("WARNING")]
+        assert warnings == ["WARNING parsing POST /api/workflows within workflows."], output
+        assert "Unsupported content type application/yaml" in output
+        assert "will not be generated" not in output and "Unable to" not in output, output
         with _imported(package) as client, contextlib.ExitStack() as clients:
             authed = importlib.import_module(f"{client.__name__}.client").AuthenticatedClient
 

@@ -20,12 +20,13 @@ from leasehold.api.routes.compat.common import claim_one, identify, lease_of
 from leasehold.api.server.appkeys import SERVICES, SETTINGS
 from leasehold.api.server.audit import audit
 from leasehold.api.server.errors import status_of
-from leasehold.api.server.http import REQUEST_ID, integral, validation_details
+from leasehold.api.server.http import REQUEST_ID, validation_details
 from leasehold.api.server.routing import router
 from leasehold.scheduler import errors
 from leasehold.scheduler.auth import Principal
 from leasehold.scheduler.keys import QUEUE_NAME
 from leasehold.scheduler.models import JobSpec, QueueLimits, RateLimit
+from leasehold.scheduler.rawjson import integral
 
 PREFIX = "/compat/task-tracker"
 _ID = re.compile(r"^[0-9]{1,18}$")
@@ -151,8 +152,10 @@ class TaskTrackerProject(BaseModel):
     hidden: bool = False
     chain: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
     paused: bool = False
-    assign_rate: float = Field(default=0, ge=0, le=1_000_000, description="per second")
-    submit_rate: float = Field(default=0, ge=0, le=1_000_000, description="per second")
+    assign_rate: float = Field(default=0, ge=0, le=1_000_000,
+                               description="per second (below one a day counts as one a day)")
+    submit_rate: float = Field(default=0, ge=0, le=1_000_000,
+                               description="per second (below one a day counts as one a day)")
 
 
 def _projects_key(request: web.Request) -> str:
@@ -169,10 +172,11 @@ async def project(request: web.Request, project_id: int) -> dict[str, Any]:
 
 
 def _rate(per_second: float) -> RateLimit:
-    """A token-bucket rate per second as Leasehold's window limit (0 removes it)."""
+    """A token-bucket rate per second as Leasehold's window limit (0 removes it; a rate below
+    one a day is one a day)."""
     if per_second == 0 or per_second >= 1:
         return RateLimit(limit=int(per_second), per_secs=1)
-    return RateLimit(limit=1, per_secs=round(1 / per_second, 3))
+    return RateLimit(limit=1, per_secs=min(86400, round(1 / per_second, 3)))
 
 
 async def _apply(request: web.Request, fields: TaskTrackerProject, paused: bool) -> None:
