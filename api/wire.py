@@ -67,18 +67,17 @@ class OkReplayed(Ok):
     replayed: Literal[True] = True
 
 
-def _worker_id_required(schema: dict[str, Any]) -> None:
-    """An admin token must name the worker it claims for; a worker token may leave it out (its
-    own id is used), so the document asks every caller for it."""
-    schema["required"] = sorted({*schema.get("required", []), "worker_id"})
+def _worker_id_for_admins(schema: dict[str, Any]) -> None:
+    """An admin token must name the worker it claims for (403 without: an admin is no worker);
+    a worker token may leave it out (its own id is used)."""
     schema["properties"]["worker_id"] = {
-        "type": "string", "minLength": 1, "maxLength": 128,
-        "description": "the claiming worker: required with an admin token; a worker token "
-                       "may leave it out or must give its own id"}
+        "anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "null"}],
+        "default": None, "description": "the claiming worker: needed with an admin token (403 without); a "
+                       "worker token may leave it out or must give its own id"}
 
 
 class ClaimRequest(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_worker_id_required)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_worker_id_for_admins)
 
     worker_id: str | None = Field(default=None, max_length=128)
     labels: list[Label] = Field(default_factory=list, max_length=64)
@@ -108,7 +107,7 @@ class NextClaim(Strict):
     """A claim made for the same worker after a lease call finishes its job (one request per
     job); ``queues`` defaults to the finished job's queue, ``labels`` to the worker's own."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_worker_id_required)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_worker_id_for_admins)
 
     worker_id: str | None = Field(default=None, max_length=128)
     labels: list[Label] = Field(default_factory=list, max_length=64)

@@ -18,13 +18,14 @@ from pydantic import (
 )
 
 from leasehold.scheduler import errors
-from leasehold.scheduler.models import Label, QueueName, RetryPolicy
+from leasehold.scheduler.models import MAX_SECS, Label, QueueName, RetryPolicy
 from leasehold.scheduler.rawjson import as_json_reads, integral
 
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # exported as a shell name
 EnvValue = str | int | float | bool
 MAX_JOBS = 1000
+MAX_COMMAND = 1_000_000  # a job's command (JobSpec.command)
 
 
 class NodeDef(BaseModel):
@@ -33,13 +34,13 @@ class NodeDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: NodeId
     name: str
-    command: str
+    command: str = Field(max_length=MAX_COMMAND)
     depends_on: list[str] = Field(default_factory=list)
-    required_labels: list[Label] = Field(default_factory=list)
+    required_labels: list[Label] = Field(default_factory=list, max_length=64)
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
     priority: int = Field(default=100, ge=0, le=1000)
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
-    timeout_secs: float | None = Field(default=None, gt=0)
+    timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
@@ -59,14 +60,14 @@ class WorkflowJobListItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: NodeId
     name: str | None = None
-    command: str
+    command: str = Field(max_length=MAX_COMMAND)
     depends_on: list[str] = Field(default_factory=list)
-    required_labels: list[Label] = Field(default_factory=list)
+    required_labels: list[Label] = Field(default_factory=list, max_length=64)
     max_retries: int | None = Field(default=None, ge=0, le=1000)
     retry_policy: RetryPolicy | None = None
     priority: int = Field(default=100, ge=0, le=1000)
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
-    timeout_secs: float | None = Field(default=None, gt=0)
+    timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     queue: QueueName | None = None
     # workflow-graph's read-only fields: accepted as input and ignored
@@ -112,14 +113,14 @@ class WorkflowFileJob(BaseModel):
     run: str | None = None
     steps: list[WorkflowStep] | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    labels: list[Label] = Field(default_factory=list)
+    labels: list[Label] = Field(default_factory=list, max_length=64)
     retries: int = Field(default=0, ge=0, le=1000)
     timeout: JsonValue = None  # parsed by workflow-graph, unused; timeout_secs is ours
     if_: JsonValue = Field(default=None, alias="if")
     priority: int = Field(default=100, ge=0, le=1000)
     retry_policy: RetryPolicy | None = None
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
-    timeout_secs: float | None = Field(default=None, gt=0)
+    timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     queue: QueueName | None = None
 

@@ -69,7 +69,8 @@ async def _claimant(request: web.Request, body: ClaimRequest | NextClaim
                 "with PATCH /api/workers/{id}", labels=sorted(extra))
         return who, body.labels
     if not body.worker_id:
-        raise errors.InvalidArgument("worker_id is required")
+        raise errors.Forbidden("an admin token is no worker: name the worker it claims for "
+                               "in worker_id")
     who = await request.app[SERVICES].workers.claimant(body.worker_id)
     return who, body.labels if "labels" in body.model_fields_set else sorted(who.labels)
 

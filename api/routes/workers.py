@@ -86,14 +86,15 @@ async def worker_heartbeat(request: web.Request) -> web.Response:
 @router.route("POST", "/api/workers/heartbeat", roles=WORKERS, tag="workers",
               body=WorkerHeartbeat, response=WorkerHeartbeatReply,
               summary="Worker heartbeat naming the worker by its token or X-Worker-ID",
-              query={"X-Worker-ID": Param("the worker: required with an admin token; a worker "
-                                          "token may leave it out", {"type": "string",
-                                          "minLength": 1}, required=True, where="header")},
+              query={"X-Worker-ID": Param("the worker: needed with an admin token (403 "
+                                          "without); a worker token may leave it out",
+                                          {"type": "string", "minLength": 1}, where="header")},
               errors=(400, 401, 403, 404))
 async def worker_heartbeat_by_header(request: web.Request) -> web.Response:
     worker_id = principal(request).worker_id or request.headers.get("X-Worker-ID", "")
     if not worker_id:
-        raise errors.InvalidArgument("send X-Worker-ID (or use a worker token)")
+        raise errors.Forbidden("an admin token is no worker: name the worker in X-Worker-ID "
+                               "(or use the worker's token)")
     return await _heartbeat(request, worker_id)
 
 

@@ -462,3 +462,15 @@ def test_the_sample_workflow_parses() -> None:
     deploys = {job.id: job for job in definition.jobs if "deploy" in job.required_labels}
     assert sorted(deploys) == ["deploy-db", "deploy-web"]
     assert deploys["deploy-web"].depends_on == ["build", "typecheck"]
+
+
+@pytest.mark.parametrize("job", [
+    {"id": "a", "command": "x", "timeout_secs": 1e308},
+    {"id": "a", "command": "x", "required_labels": [f"l{n}" for n in range(65)]},
+    {"id": "a", "command": "x" * 1_000_001},
+])
+def test_a_node_a_job_could_not_hold_is_refused_when_the_workflow_is_created(
+        job: dict[str, object]) -> None:
+    """Caught at creation (400), not when a run encodes the node's job."""
+    with pytest.raises(errors.InvalidArgument, match="invalid workflow definition"):
+        parse({"name": "w", "jobs": [job]})

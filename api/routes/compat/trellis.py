@@ -194,15 +194,15 @@ async def trellis_get_plan(request: web.Request) -> web.StreamResponse:
 
 @router.route("POST", PREFIX + "/api/workers/heartbeat", roles=WORKERS, tag=TAG,
               body=TrellisHeartbeat, summary="Mark the Tendril online and record its version",
-              query={"X-Worker-ID": Param("the Tendril: required with an admin token; a worker "
-                                          "token may leave it out", {"type": "string",
-                                          "minLength": 1}, required=True, where="header")},
+              query={"X-Worker-ID": Param("the Tendril: needed with an admin token (403 "
+                                          "without); a worker token may leave it out",
+                                          {"type": "string", "minLength": 1}, where="header")},
               errors=(400, 401, 403, 404))
 async def trellis_heartbeat(request: web.Request) -> web.Response:
     body = await read_model(request, TrellisHeartbeat, optional=True)
     worker_id = principal(request).worker_id or request.headers.get("X-Worker-ID", "")
     if not worker_id:
-        raise errors.InvalidArgument("send X-Worker-ID")
+        raise errors.Forbidden("an admin token is no worker: name the Tendril in X-Worker-ID")
     drain = await request.app[SERVICES].workers.heartbeat(worker_id, body.version)
     return respond({"ok": True, "drain": drain})
 
