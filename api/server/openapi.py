@@ -27,7 +27,7 @@ _DESCRIPTIONS = {
 }
 
 
-class _Schemas:
+class Schemas:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
@@ -82,7 +82,7 @@ def _standard(schema: Any) -> Any:
     return out
 
 
-def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: _Schemas
+def _operation(spec: RouteSpec, doc_path: str, router: Router, schemas: Schemas
                ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": spec.summary,
@@ -179,7 +179,7 @@ def _implied_errors(spec: RouteSpec) -> set[int]:
 
 
 def build(router: Router, version: str) -> dict[str, Any]:
-    schemas = _Schemas()
+    schemas = Schemas()
     paths: dict[str, dict[str, Any]] = {}
     shapes: dict[str, str] = {}  # /api/jobs/{}/logs -> the first template of that shape
     for spec in router.specs:

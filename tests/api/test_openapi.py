@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
+import pytest
 from openapi_spec_validator import validate
+from pydantic import Field, create_model
 
+from leasehold.api.server.openapi import Schemas
 from leasehold.api.server.routing import router
 from tests.api.harness import Api
 
@@ -58,8 +62,11 @@ async def test_the_document_states_what_the_server_enforces(api: Api) -> None:
     assert schemas["TokenRequest"]["properties"]["role"]["enum"] == [
         "admin", "submitter", "viewer", "metrics"]
     assert (await api.post("/api/tokens", {"role": "root", "name": "x"})).status == 400
-    assert "worker_id" in schemas["ClaimRequest"]["required"]
+    # needed only with an admin token, which is no worker: 403 without it, and a worker's
+    # claim may leave it out, so the schema does not require it
+    assert "worker_id" not in schemas["ClaimRequest"].get("required", [])
     assert "admin token" in schemas["ClaimRequest"]["properties"]["worker_id"]["description"]
+    assert (await api.post("/api/jobs/claim", {})).status == 403
     events = {p["name"]: p for p in document["paths"]["/api/events"]["get"]["parameters"]}
     assert not re.match(events["queue"]["schema"]["pattern"], "")
     assert (await api.get("/api/events?queue=")).status == 400
@@ -85,3 +92,28 @@ async def test_allow_lists_the_methods_the_route_serves(api: Api) -> None:
     worker_id = document["paths"]["/api/workers/{id}"]["get"]["parameters"][0]["schema"]
     assert set(worker_id["not"]["enum"]) == {"heartbeat", "register"}
     assert set(document["paths"]["/api/jobs/{lease_id}/logs"]) == {"get", "post"}
+
+
+async def test_an_undocumented_query_parameter_is_refused_by_name(api: Api) -> None:
+    reply = await api.get("/api/jobs", params={"limt": "5"})
+    assert reply.status == 400 and "limt" in reply.body["message"], reply.text
+    assert "limit" in reply.body["allowed"] and "ticket" not in reply.body["allowed"]
+    assert (await api.get("/api/jobs", params={"limit": "5"})).status == 200
+
+
+def test_two_models_of_one_name_cannot_share_the_document() -> None:
+    """A component name is one schema: a second model of that name would silently become the
+    body of the first one's routes."""
+    first = create_model("Twin", a=(int, ...))
+    second = create_model("Twin", b=(str, ...))
+    schemas = Schemas()
+    schemas.of(first)
+    schemas.of(first)
+    with pytest.raises(ValueError, match="Twin"):
+        schemas.of(second)
+
+
+def test_a_dict_with_constrained_keys_refuses_other_keys_in_the_document() -> None:
+    env = Schemas().of(dict[Annotated[str, Field(pattern="^[A-Z]+$")], int])
+    assert env["propertyNames"] == {"pattern": "^[A-Z]+$"}
+    assert env["additionalProperties"] == {"type": "integer"}
