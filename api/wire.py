@@ -72,7 +72,8 @@ def _worker_id_for_admins(schema: dict[str, Any]) -> None:
     a worker token may leave it out (its own id is used)."""
     schema["properties"]["worker_id"] = {
         "anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "null"}],
-        "default": None, "description": "the claiming worker: needed with an admin token (403 without); a "
+        "default": None,
+        "description": "the claiming worker: needed with an admin token (403 without); a "
                        "worker token may leave it out or must give its own id"}
 
 
