@@ -16,7 +16,7 @@ from leasehold.api.server.errors import error_response
 from leasehold.api.server.guard import refuse_cross_site
 from leasehold.api.server.http import PRINCIPAL, REGISTRATION_TOKEN, REQUEST_ID
 from leasehold.api.server.metrics import observe_request
-from leasehold.api.server.routing import REGISTRATION
+from leasehold.api.server.routing import REGISTRATION, RouteSpec
 from leasehold.scheduler.auth import ANONYMOUS_ADMIN, Principal
 
 log = structlog.get_logger("leasehold.api")
@@ -58,14 +58,29 @@ def presented_token(request: web.Request) -> str | None:
             or request.headers.get("X-Agent-Token") or None)  # Stella's registration header
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    spec = request.app[ROUTER].spec_for(request.match_info.handler)
-    if spec is not None and request.query and not spec.query_names.issuperset(request.query):
-        unknown = sorted(set(request.query) - spec.query_names)
+def _query_refused(request: web.Request, spec: RouteSpec) -> web.Response | None:
+    """A query parameter the route does not document, or one given twice (each is one value),
+    is refused by name rather than ignored."""
+    names = {name for name, _ in request.query.items()}
+    unknown = sorted(names - spec.query_names)
+    if unknown:
         return error_response(400, "invalid_argument", f"unknown query parameter {unknown[0]}",
                               request, extra={"allowed": sorted(
                                   spec.query_names if spec.sse else spec.query_names - {"ticket"})})
+    if len(request.query) != len(names):
+        twice = sorted({name for name in names if request.query.getall(name)[1:]})
+        return error_response(400, "invalid_argument",
+                              f"query parameter {twice[0]} is given more than once", request)
+    return None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    spec = request.app[ROUTER].spec_for(request.match_info.handler)
+    if spec is not None and request.query:
+        refused = _query_refused(request, spec)
+        if refused is not None:
+            return refused
     if spec is None or not spec.roles:
         response: web.StreamResponse = await handler(request)
         return response

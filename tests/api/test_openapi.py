@@ -99,6 +99,8 @@ async def test_an_undocumented_query_parameter_is_refused_by_name(api: Api) -> N
     assert reply.status == 400 and "limt" in reply.body["message"], reply.text
     assert "limit" in reply.body["allowed"] and "ticket" not in reply.body["allowed"]
     assert (await api.get("/api/jobs", params={"limit": "5"})).status == 200
+    twice = await api.get("/api/jobs?limit=5&limit=6")
+    assert twice.status == 400 and "limit" in twice.body["message"], twice.text
 
 
 def test_two_models_of_one_name_cannot_share_the_document() -> None:

@@ -73,8 +73,11 @@ def test_schemathesis_finds_nothing_in_every_phase(redis_url: str, tmp_path: Pat
         token = admin if role == "admin" else _worker_token(url, admin)
         argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{url}/openapi.json",
                 "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
-                "--seed", "7", "--max-examples", "20" if role == "admin" else "10",
-                "--request-timeout", "10", "--workers", "2", "--no-color",
+                "--seed", "7", "--max-examples", "20",
+                "--request-timeout", "10", "--no-color",
+                # one worker: generating in threads trips a CPython 3.11 compile() race
+                # ("AST constructor recursion depth mismatch") inside the tool
+                "--workers", "1",
                 *(arg for op in EXCLUDED for arg in ("--exclude-operation-id", op)),
                 "-H", f"Authorization: Bearer {token}"]
         done = subprocess.run(
