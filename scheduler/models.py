@@ -135,9 +135,11 @@ class JobSpec(Strict):
 class RunnableJobSpec(JobSpec):
     """A job submitted to run now: it needs a ``command``, a ``payload``, or both."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={**ONE_START_TIME, "anyOf": [
-        {"required": ["command"], "properties": {"command": {"type": "string"}}},
-        {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}}]})
+    # a command, else a payload (if/else: a client generator reads one object with every field)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        **ONE_START_TIME,
+        "if": {"required": ["command"], "properties": {"command": {"type": "string"}}},
+        "else": {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}}})
 
 
 class WebhookDelivery(BaseModel):

@@ -41,9 +41,10 @@ def validation_details(exc: ValidationError) -> list[Any]:
 @functools.cache
 def body_optional(model: type[BaseModel]) -> bool:
     """Whether a request may leave out a body of ``model``: when its schema requires nothing
-    (no required field, no "one of these" rule); the document says so from the same schema."""
+    (no required field, no "one of these" or "if, else" rule); the document says so from the
+    same schema."""
     schema = model.model_json_schema(mode="validation")
-    return not schema.get("required") and not any(k in schema for k in ("anyOf", "oneOf"))
+    return not schema.get("required") and not any(k in schema for k in ("anyOf", "oneOf", "if"))
 
 
 async def read_model(request: web.Request, model: type[M], optional: bool = False) -> M:

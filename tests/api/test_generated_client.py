@@ -113,9 +113,10 @@ def _run_job(client: ModuleType, session: Callable[[str], Any], admin_token: str
                        body=models.Register(worker_id="generated-1", labels=["gen"]))
     worker = session(registered.worker_token)
 
-    # the document's "command or payload" rule: the payload-only member of the union
+    # one typed body model with every field (the "command or payload" rule is if/else)
     submitted = _call(client, "jobs.submit", models.SubmittedJob, client=admin,
-                      body=models.SubmitBodyType1(payload=PAYLOAD))
+                      body=models.SubmitBody(payload=PAYLOAD, queue="default", priority=5,
+                                             required_labels=["gen"]))
     claim = _call(client, "worker_protocol.claim", models.Claim, client=worker,
                   body=models.ClaimRequest(worker_id=registered.worker_id, labels=["gen"]))
     assert claim.job.id == submitted.id

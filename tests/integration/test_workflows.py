@@ -443,7 +443,7 @@ async def test_an_empty_workflow_cannot_run(scheduler: Scheduler) -> None:
     workflows = Workflows(scheduler)
     view = await workflows.create(parse({"name": "empty", "jobs": {}}))
     assert view.jobs == [] and view.status == "idle"
-    with pytest.raises(errors.InvalidArgument):
+    with pytest.raises(errors.Conflict):
         await workflows.run(view.id)
 
 
