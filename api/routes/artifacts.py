@@ -20,6 +20,9 @@ from leasehold.scheduler.artifacts import (
 )
 
 MAX_CONTENT_TYPE = 255
+# Stored bytes keep the Content-Type they were sent with; served from the API's (and the
+# console's) origin they must never run: an HTML or SVG artifact is a sandboxed document.
+UNTRUSTED = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
 
 
 def store(request: web.Request) -> ArtifactStore:
@@ -79,7 +82,8 @@ async def get_artifact(request: web.Request) -> web.StreamResponse:
     wanted = request.headers.get("If-None-Match", "")
     if etag in (tag.strip().removeprefix("W/") for tag in wanted.split(",")) or wanted == "*":
         return web.Response(status=304, headers={"ETag": etag})
-    response = web.StreamResponse(headers={"ETag": etag, "Content-Type": art.content_type})
+    response = web.StreamResponse(headers={"ETag": etag, "Content-Type": art.content_type,
+                                           **UNTRUSTED})
     response.content_length = art.size
     chunks = artifacts.read(job_id, art)
     first = await anext(chunks, None)  # a missing artifact is still a clean 404 here

@@ -44,6 +44,8 @@ async def test_lease_holder_uploads_and_a_viewer_downloads_byte_exact(api: Api) 
         assert resp.status == 200
         assert resp.headers["ETag"] == f'"{digest}"'
         assert resp.headers["Content-Type"] == "application/x-plan"
+        assert resp.headers["Content-Security-Policy"] == "sandbox"  # stored bytes never run
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert await resp.read() == BLOB
     again = await viewer.get(f"/api/jobs/{job_id}/artifacts/plan.bin",
                              headers={"If-None-Match": f'"{digest}"'})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.api.harness import Api
 
 
@@ -18,7 +20,7 @@ async def test_activity_counts_finished_jobs_per_minute(api: Api) -> None:
     for outcome in ("complete", "fail"):
         await api.submit(command=outcome)
         claim = await worker.claim()
-        body = {"outputs": {}} if outcome == "complete" else {"error": "no"}
+        body: dict[str, Any] = {"outputs": {}} if outcome == "complete" else {"error": "no"}
         assert (await worker.post(f"/api/jobs/{claim['lease']['lease_id']}/{outcome}",
                                   body)).status == 200
     activity = await api.get("/api/queues/default/activity", params={"minutes": "5"})

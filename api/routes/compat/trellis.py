@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, JsonValue
 
 from leasehold.api.routes import lifecycle
-from leasehold.api.routes.artifacts import store
+from leasehold.api.routes.artifacts import UNTRUSTED, store
 from leasehold.api.routes.compat.common import claim_one, lease_of
 from leasehold.api.server.appkeys import SERVICES
 from leasehold.api.server.audit import audit
@@ -183,7 +183,7 @@ async def trellis_get_plan(request: web.Request) -> web.StreamResponse:
         raise errors.Forbidden("a worker reads only the plans of jobs it holds or their "
                                "upstream jobs")
     art = await artifacts.get(job_id, PLAN)
-    response = web.StreamResponse(headers={"Content-Type": art.content_type})
+    response = web.StreamResponse(headers={"Content-Type": art.content_type, **UNTRUSTED})
     response.content_length = art.size
     await response.prepare(request)
     async for chunk in artifacts.read(job_id, art):
