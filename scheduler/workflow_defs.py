@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from leasehold.scheduler import errors
-from leasehold.scheduler.models import MAX_SECS, Label, QueueName, RetryPolicy
+from leasehold.scheduler.models import MAX_SECS, Label, QueueName, RetryPolicy, SecretName
 from leasehold.scheduler.rawjson import as_json_reads, integral
 
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -42,6 +42,9 @@ class NodeDef(BaseModel):
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
     timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    secrets: list[SecretName] = Field(
+        default_factory=list, max_length=32,
+        description="secrets the job's lease holder gets in its claim reply (as a job's)")
 
 
 class WorkflowDef(BaseModel):
@@ -69,6 +72,9 @@ class WorkflowJobListItem(BaseModel):
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
     timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    secrets: list[SecretName] = Field(
+        default_factory=list, max_length=32,
+        description="secrets the job's lease holder gets in its claim reply (as a job's)")
     queue: QueueName | None = None
     # workflow-graph's read-only fields: accepted as input and ignored
     status: JsonValue = None
@@ -122,6 +128,9 @@ class WorkflowFileJob(BaseModel):
     lease_ttl_secs: float | None = Field(default=None, gt=0, le=86400)
     timeout_secs: float | None = Field(default=None, gt=0, le=MAX_SECS)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    secrets: list[SecretName] = Field(
+        default_factory=list, max_length=32,
+        description="secrets the job's lease holder gets in its claim reply (as a job's)")
     queue: QueueName | None = None
 
     @field_validator("needs", mode="after")
@@ -181,7 +190,7 @@ def _from_seed(raw: WorkflowFile) -> WorkflowDef:
             id=node_id, name=job.name or node_id, command=_flatten(node_id, job, raw.env),
             depends_on=list(job.needs), required_labels=job.labels, retry_policy=policy,
             priority=job.priority, lease_ttl_secs=job.lease_ttl_secs,
-            timeout_secs=job.timeout_secs, metadata=job.metadata))
+            timeout_secs=job.timeout_secs, metadata=job.metadata, secrets=job.secrets))
     return WorkflowDef(name=raw.name, trigger=raw.on, queue=raw.queue, jobs=nodes)
 
 
@@ -199,7 +208,7 @@ def _from_api(raw: WorkflowJobList) -> WorkflowDef:
             id=job.id, name=job.name or job.id, command=job.command,
             depends_on=job.depends_on, required_labels=job.required_labels,
             retry_policy=policy, priority=job.priority, lease_ttl_secs=job.lease_ttl_secs,
-            timeout_secs=job.timeout_secs, metadata=job.metadata))
+            timeout_secs=job.timeout_secs, metadata=job.metadata, secrets=job.secrets))
     return WorkflowDef(name=raw.name, trigger=raw.trigger, queue=raw.queue, jobs=nodes)
 
 

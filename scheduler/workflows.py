@@ -17,6 +17,7 @@ from leasehold.scheduler.keys import label_set_id, new_job_id, new_token
 from leasehold.scheduler.models import Job, JobSpec
 from leasehold.scheduler.rawjson import RawObject
 from leasehold.scheduler.scripts import raise_for
+from leasehold.scheduler.secrets import RECORD_FIELD
 from leasehold.scheduler.workflow_defs import NodeDef, WorkflowDef, load_document, parse
 
 log = structlog.get_logger("leasehold.workflows")
@@ -86,6 +87,7 @@ class Workflows:
         if not await self.redis.exists(key):
             seq = await self.redis.incr(self._seq)
             await self.redis.zadd(self._index, {workflow_id: seq})
+        await self._seal(stored)  # an unknown or unusable secret is refused before it is stored
         await self.redis.set(key, stored.model_dump_json())
         await self.scheduler.remember_queue(stored.queue)
         return await self.status(workflow_id)
@@ -120,7 +122,9 @@ class Workflows:
             for dep in node.depends_on:
                 dependants[dep].append(ids[node.id])
         run_id = new_token()
-        encoded = [self._encode(definition, node, ids, dependants[node.id], workflow_id, run_id)
+        sealed = await self._seal(definition)
+        encoded = [[*self._encode(definition, node, ids, dependants[node.id], workflow_id,
+                                  run_id), *sealed.get(node.id, [])]
                    for node in definition.jobs]
         if not encoded:
             raise errors.Conflict("the workflow has no jobs to run")
@@ -195,6 +199,13 @@ class Workflows:
             removed += len(run_ids)
         await self.redis.delete(q.prefix + f"wf:{workflow_id}")
         return cancelled, removed
+
+    async def _seal(self, definition: WorkflowDef) -> dict[str, list[str]]:
+        """Each node naming secrets: the record field that carries them, sealed as a submit's
+        (a name unknown or not allowed in the workflow's queue is 409)."""
+        return {node.id: [RECORD_FIELD, await self.scheduler.secrets.sealed_for(
+                    definition.queue, node.secrets)]
+                for node in definition.jobs if node.secrets}
 
     def _encode(self, definition: WorkflowDef, node: NodeDef, ids: dict[str, str],
                 dependants: list[str], workflow_id: str, run_id: str) -> list[str]:

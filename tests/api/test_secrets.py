@@ -258,3 +258,32 @@ async def test_a_failure_message_echoing_a_value_is_stored_masked(make_api: Make
         {"lease_id": lease, "error": f"{USER} / {PASSWORD}"}]})
     assert batch.status == 200 and batch.body["results"][0]["ok"]
     assert (await api.job(job["id"]))["error"] == "*** / ***"
+
+
+async def test_a_workflow_job_names_secrets_like_a_submitted_one(make_api: MakeApi) -> None:
+    api = await _api(make_api)
+    await _store(api)
+    unknown = await api.post("/api/workflows", {"name": "deploy", "queue": "deploy", "jobs": [
+        {"id": "ship", "command": "ship", "secrets": ["nope"]}]})
+    assert unknown.status == 409 and unknown.body["secret"] == "nope", unknown.text
+    other_queue = await api.post("/api/workflows", {"name": "d", "queue": "builds", "jobs": [
+        {"id": "ship", "command": "ship", "secrets": ["db"]}]})
+    assert other_queue.status == 409, other_queue.text  # db is for queue deploy only
+    created = await api.post("/api/workflows", data=(
+        "name: deploy\nqueue: deploy\njobs:\n"
+        "  build:\n    run: make\n"
+        "  ship:\n    needs: build\n    run: ./ship\n    secrets: [db, deploy-token]\n"),
+        headers={"Content-Type": "application/yaml"})
+    assert created.status == 201, created.text
+    assert (await api.post(f"/api/workflows/{created.body['id']}/run")).status == 202
+    worker = await api.register("w-wf")
+    first = (await worker.claim_reply(queues=["deploy"])).body
+    assert first["job"]["command"] == "make" and first.get("secrets") is None
+    assert (await worker.post(f"/api/jobs/{first['lease']['lease_id']}/complete",
+                              {"outputs": {}})).status == 200
+    second = (await worker.claim_reply(queues=["deploy"])).body
+    assert second["job"]["command"] == "./ship"
+    assert second["secrets"] == {"db": OBJECT, "deploy-token": TOKEN}
+    assert second["job"]["secrets"] == ["db", "deploy-token"]  # a job read names, never values
+    job = await api.job(second["job"]["id"])
+    assert all(text not in str(job) for text in PLAINTEXTS)

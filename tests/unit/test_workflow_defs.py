@@ -447,7 +447,7 @@ def test_seed_003_read_only_fields_are_accepted_and_ignored() -> None:
     assert a.model_dump() == {
         "id": "a", "name": "A", "command": "echo a", "depends_on": [], "required_labels": [],
         "retry_policy": {"max_retries": 0, "backoff": "None", "jitter": 0.0}, "priority": 100,
-        "lease_ttl_secs": None, "timeout_secs": None, "metadata": {}}
+        "lease_ttl_secs": None, "timeout_secs": None, "metadata": {}, "secrets": []}
 
 
 def test_an_unknown_field_of_the_json_api_shape_is_refused() -> None:
