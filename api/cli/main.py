@@ -21,6 +21,7 @@ from leasehold.api.app import create_app
 from leasehold.api.cli import secrets as secrets_cli
 from leasehold.api.cli import token as token_cli
 from leasehold.api.cli import webhooks as webhooks_cli
+from leasehold.api.cli.processes import run_children
 from leasehold.api.cli.reaper import run_reaper
 from leasehold.api.cli.startup import (
     LocalState,
@@ -99,28 +100,44 @@ def _is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, with_pid=args.worker_process)
     if not settings.auth and not _is_loopback(settings.host) and not settings.allow_insecure:
         raise StartupError(f"refusing to run without auth on {settings.host}; bind to "
                            "127.0.0.1 or set LEASEHOLD_ALLOW_INSECURE=1")
+    if args.workers > 1 and args.ephemeral:
+        raise StartupError("--workers needs a Redis every process reaches: not --ephemeral")
+    if args.workers > 1 and settings.port == 0:
+        raise StartupError("--workers needs a fixed --port (each process binds the same one)")
     state = LocalState(Path(args.data_dir))
     try:
         settings = open_redis(settings, state, args.ephemeral)
         settings = admin_token(settings, state)
-        _run_app(settings, state, args.with_reaper)
+        lines = _banner_lines(settings, state, args.workers)
+        if args.workers > 1:
+            banner(lines)
+            return run_children(settings, args.argv, args.workers, args.with_reaper)
+        _run_app(settings, [] if args.worker_process else lines, args.with_reaper,
+                 reuse_port=args.worker_process)
     finally:
         state.close()
     return 0
 
 
-def _run_app(settings: Settings, state: LocalState, with_reaper: bool) -> None:
+def _banner_lines(settings: Settings, state: LocalState, processes: int) -> list[str]:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [f"Leasehold is serving {base}  (API docs: {base}/docs)", *state.notes]
+    if processes > 1:
+        lines.append(f"API processes: {processes} on one port")
+    if not settings.auth:
+        lines.append("Auth is OFF (local development only)")
+    return lines
+
+
+def _run_app(settings: Settings, lines: list[str], with_reaper: bool,
+             reuse_port: bool = False) -> None:
     app = create_app(settings)
     if with_reaper:
         app.cleanup_ctx.append(lambda _app: _reaper_task(settings))
-    base = f"http://{settings.host}:{settings.port}"
-    lines = [f"Leasehold is serving {base}  (API docs: {base}/docs)", *state.notes]
-    if not settings.auth:
-        lines.append("Auth is OFF (local development only)")
 
     async def announce(_app: web.Application) -> None:
         banner(lines)
@@ -132,7 +149,7 @@ def _run_app(settings: Settings, state: LocalState, with_reaper: bool) -> None:
     gc.set_threshold(5000, 10, 10)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(shutdown.serve(app, settings.host, settings.port,
-                                  settings.shutdown_grace_secs))
+                                  settings.shutdown_grace_secs, reuse_port=reuse_port))
 
 
 def _agent(args: argparse.Namespace) -> int:
@@ -261,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true",
                        help="accept requests without tokens (loopback addresses only)")
     serve.add_argument("--with-reaper", action="store_true", help="run a reaper in-process")
+    serve.add_argument("--workers", type=_positive(int), default=1,
+                       help="API processes sharing the port (SO_REUSEPORT; needs a real Redis)")
+    serve.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--data-dir", default=os.environ.get("LEASEHOLD_DATA_DIR", ".leasehold"),
                        help="where the embedded Redis keeps its data, the admin token and "
                        "the lock that allows one serve per directory (LEASEHOLD_DATA_DIR)")
@@ -333,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         code: int = args.func(args)
     except StartupError as exc:

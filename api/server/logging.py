@@ -7,6 +7,7 @@ the context bound per request (``request_id``); on a terminal it is structlog's 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -38,10 +39,11 @@ def _formatter(console: bool, colors: bool, shared: list[Processor]
     )
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None
-                      ) -> None:
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None,
+                      with_pid: bool = False) -> None:
     """``fmt`` "auto" is the console format when ``stream`` (default stdout) is a TTY, else JSON.
-    An unknown level or format is a ValueError, never a silent default."""
+    An unknown level or format is a ValueError, never a silent default. ``with_pid``: each line
+    names its process (one of several API processes sharing a port and a log)."""
     out = stream or sys.stdout
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None or level.lower() not in LOG_LEVELS:
@@ -56,6 +58,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if with_pid:
+        pid = os.getpid()
+        shared.append(lambda _logger, _name, event: {**event, "pid": pid})
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER)
     handler.setFormatter(_formatter(console, tty, shared))

@@ -62,8 +62,10 @@ async def release_waiters(app: web.Application) -> None:
     log.info("shutdown_waiters_released", waiting_claims=claims, sse_streams=streams)
 
 
-async def serve(app: web.Application, host: str, port: int, grace_secs: float) -> None:
-    """Serves ``app`` until SIGTERM or SIGINT, then shuts down within ``grace_secs``."""
+async def serve(app: web.Application, host: str, port: int, grace_secs: float,
+                reuse_port: bool = False) -> None:
+    """Serves ``app`` until SIGTERM or SIGINT, then shuts down within ``grace_secs``
+    (``reuse_port``: one of several processes on the port)."""
     # aiohttp waits this long for handlers, then cancels them and waits as long again
     handler_secs = max(0.1, (grace_secs - CLOSE_MARGIN_SECS) / 2)
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -80,7 +82,7 @@ async def serve(app: web.Application, host: str, port: int, grace_secs: float) -
 
     loop = asyncio.get_running_loop()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
         await stop.wait()
