@@ -73,8 +73,9 @@ async def list_workflows(request: web.Request) -> web.Response:
 @router.route("POST", "/api/workflows", roles=PRODUCERS, tag="workflows", response=WorkflowView,
               status=201, body=WorkflowDocument, yaml_body=True,
               summary="Create a workflow from JSON ({name, jobs: [...]}) or a "
-              "workflow-graph definition (JSON or YAML with Content-Type application/yaml)",
-              errors=(400, 401, 403, 413))
+              "workflow-graph definition (JSON or YAML with Content-Type application/yaml); "
+              "409 when a job names a secret that is unknown or not allowed in the queue",
+              errors=(400, 401, 403, 409, 413))
 async def create_workflow(request: web.Request) -> web.Response:
     raw = await request.read()
     fmt = "yaml" if request.content_type in YAML_TYPES else "json"
