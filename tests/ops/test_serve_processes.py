@@ -47,10 +47,14 @@ async def test_n_processes_serve_one_port_and_stop_together(redis_url: str,
         parent.wait_ready(url)
         await wait_for(lambda: len(child_pids(parent.pid)) == 2, 10, "two API processes")
         workers = child_pids(parent.pid)
-        assert all(_me(url) == 200 for _ in range(40))
-        # the kernel spread the connections: both processes logged requests
-        served = {record["pid"] for record in parent.logs("request") if "pid" in record}
-        assert served == set(workers), (served, workers)
+
+        def both_served() -> bool:  # a process still starting takes no connection yet
+            assert all(_me(url) == 200 for _ in range(10))
+            served = {record.get("pid") for record in parent.logs("request")}
+            return served >= set(workers)
+
+        # the kernel spreads the connections: both processes log requests
+        await wait_for(both_served, 20, "requests served by both processes", interval=0.2)
         assert "API processes: 2 on one port" in parent.stderr()
         parent.proc.send_signal(signal.SIGTERM)  # the parent alone, as an init system would
         assert await parent.wait_exit(within=10) == 0
