@@ -112,14 +112,19 @@ async def trellis_claim(request: web.Request) -> web.Response:
                     "cloud_identity": None})
 
 
+async def _held(request: web.Request) -> tuple[str, str, str]:
+    """The path's job, the lease on it, and the caller who must hold that lease."""
+    job_id, caller = request.match_info["id"], principal(request)
+    caller.require_job(job_id)
+    return job_id, await lease_of(request, job_id), caller.lease_owner
+
+
 @router.route("PUT", PREFIX + "/api/jobs/{id}/status", roles=WORKERS, tag=TAG, body=StatusUpdate,
               summary="PROCESSING extends the lease; SUCCESS completes with execution_metadata "
               "as outputs; FAILED and CANCELLED fail the job", errors=ERRS)
 async def trellis_status(request: web.Request) -> web.Response:
     body = await read_model(request, StatusUpdate)
-    job_id, owner = request.match_info["id"], principal(request).lease_owner
-    principal(request).require_job(job_id)
-    lease_id = await lease_of(request, job_id)
+    job_id, lease_id, owner = await _held(request)
     services = request.app[SERVICES]
     services.workers.seen(owner)
     scheduler = services.scheduler
@@ -140,9 +145,7 @@ async def trellis_status(request: web.Request) -> web.Response:
               "worker holds", errors=ERRS)
 async def trellis_post_logs(request: web.Request) -> web.Response:
     body = await read_model(request, LogPost)
-    job_id, owner = request.match_info["id"], principal(request).lease_owner
-    principal(request).require_job(job_id)
-    lease_id = await lease_of(request, job_id)
+    _, lease_id, owner = await _held(request)
     await request.app[SERVICES].logs.append(
         lease_id, owner, [NewChunk(data=body.log_chunk, stream=body.stream_type.lower())])
     return respond({"ok": True}, 201)
